@@ -1,0 +1,48 @@
+# Strata: every command a user or CI needs. Only python3, git and make are assumed.
+# uv comes from PyPI when it is not on PATH; everything else from uv.lock.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+RUN := $(UV) run --frozen
+
+HOME_DIR ?= $(or $(STRATA_HOME),.strata)
+USERS ?= 2000
+DAYS ?= 120
+SEED ?= 7
+
+.PHONY: demo install prepare test lint format ui bench clean
+
+# Quickstart step 1: install, generate sample data, run the whole pipeline for the latest day.
+demo: install prepare
+	$(RUN) strata generate --users $(USERS) --days $(DAYS) --seed $(SEED) --home $(HOME_DIR)
+	$(RUN) strata run --home $(HOME_DIR)
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	$(UV) sync --frozen
+
+prepare:
+	$(RUN) strata prepare --home $(HOME_DIR)
+
+# Quickstart step 2: the whole test suite (what CI runs).
+test: install
+	$(RUN) pytest
+
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) sqlfluff lint dbt/models
+
+format:
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+	$(RUN) sqlfluff fix dbt/models
+
+# Optional: the Dagster UI on http://127.0.0.1:3000 with the runs `strata run` made.
+ui: install prepare
+	STRATA_HOME=$(abspath $(HOME_DIR)) DAGSTER_HOME=$(abspath $(HOME_DIR))/dagster $(RUN) dg dev
+
+clean:
+	rm -rf $(HOME_DIR) dbt/target dbt/logs

@@ -1,0 +1,236 @@
+"""`strata`: a thin command line over Dagster's own APIs.
+
+Runs started here are ordinary Dagster runs in the instance at $DAGSTER_HOME (default
+$STRATA_HOME/dagster), so they appear in the UI's run history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+
+from dagster_project.lib import settings
+
+DAILY_JOB = "strata_daily"
+INGEST_JOB = "strata_ingest"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+DAGSTER_YAML = """\
+# Written by `strata`; edit freely. Every asset that writes the warehouse runs in this pool:
+# DuckDB allows one writer per file.
+concurrency:
+  pools:
+    default_limit: 1
+run_queue:
+  max_concurrent_runs: 1
+telemetry:
+  enabled: false
+"""
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value}") from exc
+
+
+def _prepare_environment(home_arg: str | None) -> settings.StrataPaths:
+    paths = settings.strata_paths(home_arg)
+    settings.export_runtime_environment(paths.home)
+    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = paths.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return paths
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dagster_project.lib.generator import generate_sample
+
+    paths = settings.strata_paths(args.home)
+    summary = generate_sample(
+        paths.home, users=args.users, days=args.days, seed=args.seed, end_date=args.end_date
+    )
+    print(f"generated {summary.users} users, {summary.start_date} .. {summary.end_date}")
+    for table, rows in summary.rows.items():
+        print(f"  {table:<12} {rows:>10,} rows")
+    print(f"landing files: {paths.landing}")
+    print(f"ground truth (never read by the pipeline): {paths.truth / 'archetypes.parquet'}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    _prepare_environment(args.home)
+    from dagster_project.defs.transform.project import prepare_manifest
+
+    prepare_manifest()
+    print("dbt manifest prepared")
+    return 0
+
+
+def _load_definitions():
+    from dagster_project.defs.transform.project import strata_dbt_project
+
+    project = strata_dbt_project()
+    if not project.manifest_path.exists():
+        from dagster_project.defs.transform.project import prepare_manifest
+
+        prepare_manifest()
+    from dagster_project.definitions import defs
+
+    return defs()
+
+
+def _snapshot_dates(args: argparse.Namespace, landed: list[date]) -> list[date]:
+    if args.date:
+        return [args.date]
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise SystemExit("strata run: --start and --end go together")
+        if args.end < args.start:
+            raise SystemExit("strata run: --end is before --start")
+        return [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+    if not landed:
+        raise SystemExit("strata run: no landing files found; run `strata generate` first")
+    return [landed[-1]]
+
+
+def _check_outcomes(result) -> tuple[list[str], list[str]]:
+    passed, failed = [], []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data.evaluation
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        (passed if evaluation.passed else failed).append(name)
+    return passed, failed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = _prepare_environment(args.home)
+    from dagster_project.lib.ingest import CONTRACT_TABLES, ingested_dates, landed_dates
+    from dagster_project.lib.warehouse import connect
+
+    landed = sorted({d for table in CONTRACT_TABLES for d in landed_dates(paths.landing, table)})
+    snapshots = _snapshot_dates(args, landed)
+    done: set[date] = set()
+    if paths.warehouse.exists():
+        with connect(paths.warehouse, read_only=True) as con:
+            done = ingested_dates(con)
+    catch_up = [d for d in landed if d not in done and d not in snapshots]
+
+    import dagster as dg
+
+    definitions = _load_definitions()
+    instance = dg.DagsterInstance.get()
+    all_passed: list[str] = []
+    all_failed: list[str] = []
+    ok = True
+    if catch_up:
+        print(f"ingesting {len(catch_up)} landed day(s) {catch_up[0]} .. {catch_up[-1]} in one run")
+        result = definitions.resolve_job_def(INGEST_JOB).execute_in_process(
+            instance=instance,
+            tags={
+                RANGE_START_TAG: catch_up[0].isoformat(),
+                RANGE_END_TAG: catch_up[-1].isoformat(),
+            },
+            raise_on_error=False,
+        )
+        passed, failed = _check_outcomes(result)
+        all_passed += passed
+        all_failed += failed
+        ok = result.success and not failed
+    daily = definitions.resolve_job_def(DAILY_JOB)
+    for snapshot in snapshots if ok else []:
+        print(f"building snapshot {snapshot}")
+        result = daily.execute_in_process(
+            partition_key=snapshot.isoformat(), instance=instance, raise_on_error=False
+        )
+        passed, failed = _check_outcomes(result)
+        all_passed += passed
+        all_failed += failed
+        if not result.success or failed:
+            ok = False
+            break
+
+    _print_summary(paths, snapshots[-1], all_passed, all_failed)
+    if not ok:
+        print("RUN FAILED: see the failed checks above; published tables were left unchanged.")
+        print(f"details: DAGSTER_HOME={paths.dagster_home} dg dev  (run history)")
+        return 1
+    return 0
+
+
+def _print_summary(
+    paths: settings.StrataPaths, snapshot: date, passed: list[str], failed: list[str]
+) -> None:
+    from dagster_project.lib.warehouse import connect, table_exists
+
+    print()
+    print(f"checks: {len(passed)} passed, {len(failed)} failed")
+    for name in failed:
+        print(f"  FAILED {name}")
+    if not paths.serving_db.exists():
+        return
+    with connect(paths.serving_db, read_only=True) as con:
+        rows = con.execute(
+            "select table_schema || '.' || table_name, estimated_size from duckdb_tables() "
+            "order by 1"
+        ).fetchall()
+        print(f"serving tables ({paths.serving_db}):")
+        for name, _ in rows:
+            count = con.execute(f"select count(*) from {name}").fetchall()[0][0]
+            print(f"  {name:<32} {count:>10,} rows")
+        if table_exists(con, "marts", "segment_summary_daily"):
+            latest = con.execute(
+                "select max(snapshot_date) from marts.segment_summary_daily"
+            ).fetchall()[0][0]
+            sizes = con.execute(
+                "select scheme, segment, segment_label, users from marts.segment_summary_daily "
+                "where snapshot_date = ? and scheme in ('value_tier', 'lifecycle', 'cluster') "
+                "order by scheme, users desc",
+                [latest],
+            ).fetchall()
+            print(f"segment sizes on {latest}:")
+            for scheme, segment, label, users in sizes:
+                print(f"  {scheme:<12} {segment:<26} {label or '':<12} {users:>8,}")
+    print(f"Parquet exports: {paths.serving_parquet}")
+    print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="strata", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    home_help = "data directory (default: $STRATA_HOME, else ./.strata)"
+
+    gen = sub.add_parser("generate", help="write deterministic sample landing files")
+    gen.add_argument("--users", type=int, default=2000)
+    gen.add_argument("--days", type=int, default=120)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--end-date", type=_date, default=None, help="last day (default yesterday)")
+    gen.add_argument("--home", default=None, help=home_help)
+    gen.set_defaults(func=cmd_generate)
+
+    prep = sub.add_parser("prepare", help="parse the dbt project (run once after install)")
+    prep.add_argument("--home", default=None, help=home_help)
+    prep.set_defaults(func=cmd_prepare)
+
+    run = sub.add_parser("run", help="ingest landed days and build snapshots")
+    run.add_argument("--home", default=None, help=home_help)
+    run.add_argument("--date", type=_date, default=None, help="build this snapshot date")
+    run.add_argument("--start", type=_date, default=None, help="first snapshot date of a range")
+    run.add_argument("--end", type=_date, default=None, help="last snapshot date of a range")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Great Expectations suites (files in expectations/) run as blocking Dagster asset checks.
+
+Each day of a partitioned run is validated on its own, so a check's memory stays at one
+day of data however long the backfill. GX is imported inside the check (about 10 s), so
+loading the code location does not pay for it.
+"""
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import dagster as dg
+
+from dagster_project.defs.common import WarehouseResource, partition_days
+from dagster_project.lib import settings
+
+# Builds the query for one day (or for the whole table when the asset is unpartitioned).
+QueryForDay = Callable[[date | None], str]
+
+
+def expectation_suite_check(
+    asset_key: dg.AssetKey, suite: str, query_for_day: QueryForDay, partitioned: bool = True
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_key,
+        name=f"{suite}_passes_expectations",
+        description=f"Great Expectations suite expectations/{suite}.json; error severity blocks.",
+        blocking=True,
+    )
+    def check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        from dagster_project.lib.quality import validate_frame
+
+        days: list[date | None] = list(partition_days(context)) if partitioned else [None]
+        failures: list[dict] = []
+        evaluated = rows = 0
+        has_error = has_warning = False
+        with warehouse.connect(read_only=False) as con:
+            for day in days:
+                frame = con.sql(query_for_day(day)).df()
+                rows += len(frame)
+                end = (day or date.max - timedelta(days=1)) + timedelta(days=1)
+                result = validate_frame(
+                    frame,
+                    suite,
+                    settings.EXPECTATIONS_DIR,
+                    parameters=suite_parameters(day, end),
+                )
+                evaluated += result.evaluated
+                has_error |= result.has_error
+                has_warning |= result.has_warning
+                for failed in result.failed:
+                    failures.append({"day": str(day) if day else "all", **failed_to_dict(failed)})
+        return dg.AssetCheckResult(
+            passed=not (has_error or has_warning),
+            severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "suite": suite,
+                "rows_validated": rows,
+                "expectations_evaluated": evaluated,
+                "failed_expectations": len(failures),
+                "failures": dg.MetadataValue.json(failures[:50]),
+            },
+        )
+
+    return check
+
+
+def suite_parameters(day: date | None, end: date) -> dict[str, str]:
+    """Values the suites' placeholders refer to (see expectations/README in the suites)."""
+    return {
+        "partition_start": (day or date(1900, 1, 1)).isoformat(),
+        "partition_end": end.isoformat(),
+    }
+
+
+def failed_to_dict(failed) -> dict:
+    return {
+        "expectation": failed.expectation,
+        "column": failed.column,
+        "severity": failed.severity,
+        "observed": failed.observed,
+        "unexpected_sample": [str(v) for v in failed.unexpected_sample][:10],
+    }

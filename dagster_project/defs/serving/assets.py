@@ -1,0 +1,53 @@
+import dagster as dg
+
+from dagster_project.defs.common import (
+    WAREHOUSE_POOL,
+    WarehouseResource,
+    daily_partitions,
+    partition_days,
+    single_run,
+)
+from dagster_project.lib.publish import export_parquet, publish_serving_copy
+
+BI_TABLES = [
+    dg.AssetKey(["marts", name])
+    for name in (
+        "dim_users",
+        "fct_orders",
+        "fct_user_activity_daily",
+        "user_segments_daily",
+        "user_value_daily",
+        "segment_summary_daily",
+    )
+]
+
+
+@dg.asset(
+    key=["serving", "strata"],
+    deps=BI_TABLES,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    group_name="serving",
+    kinds={"duckdb", "parquet"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "The BI-facing copy: every marts table in serving/strata.duckdb (DuckDB 1.x readable, "
+        "swapped in atomically) and Parquet exports under serving/parquet/<table>/."
+    ),
+)
+def serving_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    paths = warehouse.paths
+    with warehouse.connect() as con:
+        parquet = [
+            f
+            for day in partition_days(context)
+            for f in export_parquet(con, paths.serving_parquet, day)
+        ]
+        counts = publish_serving_copy(con, paths.serving_db)
+    return dg.MaterializeResult(
+        metadata={
+            "serving_file": dg.MetadataValue.path(str(paths.serving_db)),
+            "tables": dg.MetadataValue.json(counts),
+            "parquet_files": len(parquet),
+        }
+    )

@@ -1,0 +1,61 @@
+"""The one place dbt is wired: the DbtProject, its translator and manifest preparation."""
+
+import functools
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtProject
+
+from dagster_project.lib import settings
+
+
+@functools.cache
+def strata_dbt_project() -> DbtProject:
+    project = DbtProject(
+        project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROJECT_DIR
+    )
+    # `dg dev` re-parses on start; everything else uses the manifest prepared at setup time
+    # (`make setup` / `strata prepare`), so loading definitions never runs dbt.
+    project.prepare_if_dev()
+    return project
+
+
+def dbt_executable() -> str:
+    """dbt from this environment, also when the venv is not activated (e.g. `.venv/bin/strata`)."""
+    beside_python = Path(sys.executable).parent / "dbt"
+    return str(beside_python) if beside_python.exists() else "dbt"
+
+
+def prepare_manifest() -> None:
+    """Run `dbt parse` now (setup time, the CLI, the test session)."""
+    from dagster_dbt import DbtCliResource
+
+    project = strata_dbt_project()
+    dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+    dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+def manifest_path() -> str:
+    path = strata_dbt_project().manifest_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest {path} is missing: run `make setup` or `strata prepare` first"
+        )
+    return str(path)
+
+
+class StrataDbtTranslator(DagsterDbtTranslator):
+    """Asset keys are the relation BI users query ([schema, table]); groups follow folders."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        if dbt_resource_props["resource_type"] == "source":
+            name = dbt_resource_props.get("identifier") or dbt_resource_props["name"]
+        return dg.AssetKey([dbt_resource_props["schema"], name])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if dbt_resource_props["resource_type"] == "model" and len(fqn) > 2 else None

@@ -1,0 +1,39 @@
+import dagster as dg
+
+from dagster_project.defs.common import WarehouseResource, covers_every_user_check, partition_days
+from dagster_project.defs.value.assets import USER_VALUE
+
+user_value_covers_every_user = covers_every_user_check(USER_VALUE, "user_value_covers_every_user")
+
+
+@dg.asset_check(asset=USER_VALUE, blocking=True)
+def user_value_probabilities_within_unit_interval(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    """p_alive and churn_risk lie in [0, 1]; expected orders and CLV are finite and >= 0."""
+    days = [d.isoformat() for d in partition_days(context)]
+    with warehouse.connect() as con:
+        rows = con.execute(
+            f"""
+            select
+                count(*) filter (where p_alive < 0 or p_alive > 1 or isnan(p_alive)),
+                count(*) filter (where churn_risk < 0 or churn_risk > 1 or isnan(churn_risk)),
+                count(*) filter (where expected_orders_90d < 0 or isinf(expected_orders_90d)),
+                count(*) filter (where clv_12m < 0 or isinf(clv_12m) or isnan(clv_12m)),
+                min(p_alive), max(p_alive)
+            from marts.user_value_daily
+            where snapshot_date in ({", ".join(f"'{d}'" for d in days)})
+            """
+        ).fetchall()[0]
+    bad_p_alive, bad_churn, bad_orders, bad_clv, low, high = rows
+    return dg.AssetCheckResult(
+        passed=not (bad_p_alive or bad_churn or bad_orders or bad_clv),
+        metadata={
+            "p_alive_out_of_range": bad_p_alive,
+            "churn_risk_out_of_range": bad_churn,
+            "expected_orders_invalid": bad_orders,
+            "clv_invalid": bad_clv,
+            "p_alive_min": float(low) if low is not None else None,
+            "p_alive_max": float(high) if high is not None else None,
+        },
+    )

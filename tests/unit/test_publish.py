@@ -1,0 +1,74 @@
+from datetime import date
+
+import duckdb
+import pytest
+
+from dagster_project.lib.publish import (
+    SERVING_STORAGE_VERSION,
+    export_parquet,
+    publish_serving_copy,
+)
+
+DAY = date(2024, 5, 1)
+
+
+@pytest.fixture
+def working(tmp_path):
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("create schema marts")
+    con.execute("create schema staging")
+    con.execute(
+        "create table marts.user_segments_daily as select * from (values "
+        "('u1', date '2024-04-30', 'a'), ('u1', date '2024-05-01', 'b')) t(user_id, snapshot_date, s)"
+    )
+    con.execute("create table marts.dim_users as select 'u1' as user_id")
+    con.execute("create table staging.not_published as select 1 as x")
+    yield con
+    con.close()
+
+
+def test_serving_copy_holds_the_marts_in_a_duckdb_1x_readable_file(tmp_path, working):
+    serving = tmp_path / "serving" / "strata.duckdb"
+    counts = publish_serving_copy(working, serving)
+
+    assert counts == {"marts.dim_users": 1, "marts.user_segments_daily": 2}
+    reader = duckdb.connect(str(serving), read_only=True)
+    tags = reader.execute(
+        "select tags from duckdb_databases() where database_name = 'strata'"
+    ).fetchall()[0][0]
+    tables = reader.execute(
+        "select table_schema, table_name from information_schema.tables order by 2"
+    ).fetchall()
+    reader.close()
+    assert tags["storage_version"].startswith(SERVING_STORAGE_VERSION[:4])
+    assert tables == [("marts", "dim_users"), ("marts", "user_segments_daily")]
+    assert [p.name for p in serving.parent.iterdir()] == ["strata.duckdb"]  # no temp file left
+
+
+def test_a_reader_holding_the_old_file_keeps_its_snapshot(tmp_path, working):
+    serving = tmp_path / "serving" / "strata.duckdb"
+    publish_serving_copy(working, serving)
+    reader = duckdb.connect(str(serving), read_only=True)
+
+    working.execute("insert into marts.dim_users values ('u2')")
+    publish_serving_copy(working, serving)
+
+    assert reader.execute("select count(*) from marts.dim_users").fetchall() == [(1,)]
+    reader.close()
+    fresh = duckdb.connect(str(serving), read_only=True)
+    assert fresh.execute("select count(*) from marts.dim_users").fetchall() == [(2,)]
+    fresh.close()
+
+
+def test_parquet_exports_split_snapshot_tables_by_date(tmp_path, working):
+    files = export_parquet(working, tmp_path / "parquet", DAY)
+
+    relative = sorted(str(f.relative_to(tmp_path / "parquet")) for f in files)
+    assert relative == [
+        "dim_users/data.parquet",
+        "user_segments_daily/snapshot_date=2024-05-01/data.parquet",
+    ]
+    rows = working.execute(
+        f"select user_id, s from read_parquet('{tmp_path}/parquet/user_segments_daily/*/*.parquet')"
+    ).fetchall()
+    assert rows == [("u1", "b")]
