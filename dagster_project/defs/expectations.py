@@ -6,6 +6,7 @@ loading the code location does not pay for it.
 """
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import date, timedelta
 
 import dagster as dg
@@ -46,7 +47,7 @@ def expectation_suite_check(
                 has_error |= result.has_error
                 has_warning |= result.has_warning
                 for failed in result.failed:
-                    failures.append({"day": str(day) if day else "all", **failed_to_dict(failed)})
+                    failures.append({"day": str(day) if day else "all", **asdict(failed)})
         return dg.AssetCheckResult(
             passed=not (has_error or has_warning),
             severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,
@@ -70,13 +71,3 @@ def suite_parameters(day: date | None) -> dict[str, date]:
     if day is None:
         return {"partition_start": date(1900, 1, 1), "partition_end": date.today() + timedelta(1)}
     return {"partition_start": day, "partition_end": day + timedelta(days=1)}
-
-
-def failed_to_dict(failed) -> dict:
-    return {
-        "expectation": failed.expectation,
-        "column": failed.column,
-        "severity": failed.severity,
-        "observed": failed.observed,
-        "unexpected_sample": [str(v) for v in failed.unexpected_sample][:10],
-    }
