@@ -23,8 +23,8 @@ DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
-run_queue:
-  max_concurrent_runs: 1
+  runs:
+    max_concurrent_runs: 1
 telemetry:
   enabled: false
 """
@@ -98,12 +98,17 @@ def _snapshot_dates(args: argparse.Namespace, landed: list[date]) -> list[date]:
     return [landed[-1]]
 
 
+def _run_config(verbose: bool) -> dict:
+    level = "DEBUG" if verbose else "WARNING"
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
 def _check_outcomes(result) -> tuple[list[str], list[str]]:
     passed, failed = [], []
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
-        evaluation = event.event_specific_data.evaluation
+        evaluation = event.event_specific_data
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         (passed if evaluation.passed else failed).append(name)
     return passed, failed
@@ -147,7 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for snapshot in snapshots if ok else []:
         print(f"building snapshot {snapshot}")
         result = daily.execute_in_process(
-            partition_key=snapshot.isoformat(), instance=instance, raise_on_error=False
+            partition_key=snapshot.isoformat(),
+            instance=instance,
+            run_config=_run_config(args.verbose),
+            raise_on_error=False,
         )
         passed, failed = _check_outcomes(result)
         all_passed += passed
@@ -177,11 +185,10 @@ def _print_summary(
         return
     with connect(paths.serving_db, read_only=True) as con:
         rows = con.execute(
-            "select table_schema || '.' || table_name, estimated_size from duckdb_tables() "
-            "order by 1"
+            "select schema_name || '.' || table_name from duckdb_tables() order by 1"
         ).fetchall()
         print(f"serving tables ({paths.serving_db}):")
-        for name, _ in rows:
+        for (name,) in rows:
             count = con.execute(f"select count(*) from {name}").fetchall()[0][0]
             print(f"  {name:<32} {count:>10,} rows")
         if table_exists(con, "marts", "segment_summary_daily"):
@@ -223,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_date, default=None, help="build this snapshot date")
     run.add_argument("--start", type=_date, default=None, help="first snapshot date of a range")
     run.add_argument("--end", type=_date, default=None, help="last snapshot date of a range")
+    run.add_argument("--verbose", action="store_true", help="stream Dagster and dbt logs")
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -43,7 +43,9 @@ def test_good_rows_are_typed_and_bad_rows_quarantined_with_reason_file_and_line(
     stats = ingest_partition(con, tmp_path, "orders", DAY, run_id="r1")
 
     assert (stats.rows_landed, stats.rows_accepted, stats.rows_quarantined) == (5, 1, 4)
-    raw = con.execute("select order_id, ordered_at, amount, _source_line from raw.orders").fetchall()
+    raw = con.execute(
+        "select order_id, ordered_at, amount, _source_line from raw.orders"
+    ).fetchall()
     assert raw == [("o1", datetime(2024, 3, 5, 10), pytest.approx(12.5), 2)]
     rejected = con.execute(
         "select order_id, _reason, _source_file, _source_line from quarantine.orders "
@@ -77,7 +79,9 @@ def test_a_missing_required_column_fails_the_partition_naming_file_and_column(tm
     directory.mkdir(parents=True)
     (directory / "part-00000.csv").write_text("order_id,user_id,amount\no1,u1,3\n")
 
-    with pytest.raises(IngestError, match=r"part-00000\.csv: required column\(s\) ordered_at, status"):
+    with pytest.raises(
+        IngestError, match=r"part-00000\.csv: required column\(s\) ordered_at, status"
+    ):
         ingest_partition(con, tmp_path, "orders", DAY, run_id="r1")
 
 

@@ -19,7 +19,8 @@ def working(tmp_path):
     con.execute("create schema staging")
     con.execute(
         "create table marts.user_segments_daily as select * from (values "
-        "('u1', date '2024-04-30', 'a'), ('u1', date '2024-05-01', 'b')) t(user_id, snapshot_date, s)"
+        "('u1', date '2024-04-30', 'a'), ('u1', date '2024-05-01', 'b')) "
+        "as t(user_id, snapshot_date, s)"
     )
     con.execute("create table marts.dim_users as select 'u1' as user_id")
     con.execute("create table staging.not_published as select 1 as x")

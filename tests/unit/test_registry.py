@@ -28,7 +28,7 @@ def test_resolve_fits_once_then_reuses_the_version_trained_up_to_the_day(tmp_pat
 
 def test_a_backfill_never_uses_a_model_trained_on_later_data(tmp_path):
     store = ModelStore(tmp_path)
-    fit, calls = fit_counter()
+    fit, _ = fit_counter()
     store.resolve("m", date(2024, 1, 10), "abc", refit=False, fit=fit)
 
     earlier, fitted = store.resolve("m", date(2024, 1, 5), "abc", refit=False, fit=fit)

@@ -46,7 +46,7 @@ def _ingestion_asset(table: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             for day in days:
                 try:
-                    stats.append(ingest_partition(con, landing, table, day, context.run_id))
+                    stats.append(ingest_partition(con, landing, table, day, context.run.run_id))
                 except IngestError as exc:
                     raise dg.Failure(description=str(exc)) from exc
         landed = sum(s.rows_landed for s in stats)

@@ -10,7 +10,10 @@ MODEL_ASSETS = dg.AssetSelection.assets(
 INGEST_SELECTION = (
     dg.AssetSelection.groups("ingestion")
     | dg.AssetSelection.assets(
-        dg.AssetKey(["marts", "fct_orders"]), dg.AssetKey(["marts", "fct_user_activity_daily"])
+        dg.AssetKey(["marts", "fct_orders"]),
+        dg.AssetKey(["marts", "fct_user_activity_daily"]),
+        # the facts' relationship tests read dim_users
+        dg.AssetKey(["marts", "dim_users"]),
     ).upstream()
 )
 

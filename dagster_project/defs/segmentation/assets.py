@@ -131,7 +131,7 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
                     pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
                     pl.lit(version.version).alias("model_version"),
                     pl.lit(rules_version).alias("rules_version"),
-                    pl.lit(context.run_id).alias("run_id"),
+                    pl.lit(context.run.run_id).alias("run_id"),
                 )
             )
             segments = segments.select(

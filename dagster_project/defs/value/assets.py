@@ -98,7 +98,7 @@ def user_value_daily(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             scored = score_value(features, store.load(version), spec).with_columns(
                 pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
                 pl.lit(version.version).alias("model_version"),
-                pl.lit(context.run_id).alias("run_id"),
+                pl.lit(context.run.run_id).alias("run_id"),
             )
             scored = scored.select(
                 "user_id", "snapshot_date", pl.exclude("user_id", "snapshot_date")

@@ -1,0 +1,36 @@
+"""Session-wide test environment: a throwaway STRATA_HOME / DAGSTER_HOME and one dbt parse."""
+
+import os
+
+import pytest
+
+from dagster_project.lib import settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    """Never touch the developer's ./.strata or Dagster instance from a test."""
+    base = tmp_path_factory.mktemp("strata-session")
+    saved = dict(os.environ)
+    os.environ["DAGSTER_HOME"] = str(base / "dagster")
+    (base / "dagster").mkdir()
+    settings.export_runtime_environment(base / "home")
+    yield base
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest(isolated_environment):
+    """Parse the dbt project once per session (the manifest Dagster loads assets from)."""
+    from dagster_project.defs.transform.project import prepare_manifest, strata_dbt_project
+
+    prepare_manifest()
+    return strata_dbt_project().manifest_path
+
+
+@pytest.fixture(scope="session")
+def definitions(dbt_manifest):
+    from dagster_project.definitions import defs
+
+    return defs()

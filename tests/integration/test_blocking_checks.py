@@ -1,0 +1,83 @@
+"""A broken landing file fails its blocking check; nothing downstream runs or gets published."""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.lib import settings
+from dagster_project.lib.generator import generate_sample
+
+END = date(2024, 2, 29)
+GOOD_DAY = date(2024, 2, 28)
+DOWNSTREAM = [
+    ["features", "user_features"],
+    ["marts", "user_segments_daily"],
+    ["marts", "user_value_daily"],
+    ["serving", "strata"],
+]
+
+
+def materialized_keys(result) -> set[tuple[str, ...]]:
+    return {
+        tuple(event.asset_key.path)
+        for event in result.all_events
+        if event.event_type_value == "ASSET_MATERIALIZATION"
+    }
+
+
+def failed_checks(result) -> list[str]:
+    return [
+        event.event_specific_data.check_name
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not event.event_specific_data.passed
+    ]
+
+
+def test_invalid_status_values_block_downstream_assets(tmp_path, definitions, monkeypatch):
+    home = tmp_path / "home"
+    paths = settings.strata_paths(home)
+    generate_sample(home, users=120, days=20, seed=11, end_date=END)
+    monkeypatch.setenv("STRATA_HOME", str(paths.home))
+    job = definitions.resolve_job_def("strata_daily")
+    instance = dg.DagsterInstance.ephemeral()
+
+    start = END.replace(day=10)
+    catch_up = definitions.resolve_job_def("strata_ingest").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": GOOD_DAY.isoformat(),
+        },
+    )
+    assert catch_up.success
+    good = job.execute_in_process(partition_key=GOOD_DAY.isoformat(), instance=instance)
+    assert good.success
+    published = paths.serving_db.read_bytes()
+
+    orders_file = paths.landing / "orders" / f"date={END}" / "part-00000.csv"
+    orders = pl.read_csv(orders_file, infer_schema=False)
+    orders = orders.with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0)
+        .then(pl.lit("shipped"))
+        .otherwise(pl.col("status"))
+        .alias("status")
+    )
+    orders.write_csv(orders_file)
+
+    broken = job.execute_in_process(
+        partition_key=END.isoformat(), instance=instance, raise_on_error=False
+    )
+
+    assert "raw_orders_passes_expectations" in failed_checks(broken)
+    assert not materialized_keys(broken) & {tuple(k) for k in DOWNSTREAM}
+    assert paths.serving_db.read_bytes() == published
+    evaluation = next(
+        e.event_specific_data
+        for e in broken.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "raw_orders_passes_expectations"
+    )
+    failures = evaluation.metadata["failures"].value
+    assert any("shipped" in str(f["unexpected_sample"]) for f in failures)
