@@ -7,8 +7,9 @@ $STRATA_HOME/dagster), so they appear in the UI's run history.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from dagster_project.lib import settings
 
@@ -103,15 +104,67 @@ def _run_config(verbose: bool) -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
+def _failure_detail(metadata: dict) -> str:
+    failures = metadata.get("failures")
+    if failures is None or not failures.value:
+        return ""
+    first = failures.value[0]
+    sample = ", ".join(str(v) for v in first.get("unexpected_sample", [])[:5])
+    column = f" on {first['column']}" if first.get("column") else ""
+    return f": {first['expectation']}{column} (e.g. {sample})" if sample else ""
+
+
 def _check_outcomes(result) -> tuple[list[str], list[str]]:
+    """Names of passed and failed checks, and failed steps with their error message."""
     passed, failed = [], []
     for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            message = error.message.strip().splitlines()[0] if error else "failed"
+            failed.append(f"step {event.step_key}: {message}")
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         evaluation = event.event_specific_data
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        (passed if evaluation.passed else failed).append(name)
+        if evaluation.passed:
+            passed.append(name)
+        else:
+            failed.append(name + _failure_detail(evaluation.metadata))
     return passed, failed
+
+
+class _JobRunner:
+    """Runs jobs in process in the persistent instance; logs go to a file unless --verbose."""
+
+    def __init__(self, definitions, paths: settings.StrataPaths, verbose: bool) -> None:
+        import dagster as dg
+
+        self.definitions = definitions
+        self.instance = dg.DagsterInstance.get()
+        self.verbose = verbose
+        logs = paths.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_file = logs / f"strata-run-{datetime.now():%Y%m%dT%H%M%S}.log"
+        self.passed: list[str] = []
+        self.failed: list[str] = []
+
+    def run(self, job_name: str, **kwargs) -> bool:
+        job = self.definitions.resolve_job_def(job_name)
+        with contextlib.ExitStack() as stack:
+            if not self.verbose:  # dbt's and Dagster's output would bury the summary
+                log = stack.enter_context(self.log_file.open("a"))
+                stack.enter_context(contextlib.redirect_stdout(log))
+                stack.enter_context(contextlib.redirect_stderr(log))
+            result = job.execute_in_process(
+                instance=self.instance,
+                run_config=_run_config(self.verbose),
+                raise_on_error=False,
+                **kwargs,
+            )
+        passed, failed = _check_outcomes(result)
+        self.passed += passed
+        self.failed += failed
+        return result.success and not failed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -127,54 +180,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             done = ingested_dates(con)
     catch_up = [d for d in landed if d not in done and d not in snapshots]
 
-    import dagster as dg
-
-    definitions = _load_definitions()
-    instance = dg.DagsterInstance.get()
-    all_passed: list[str] = []
-    all_failed: list[str] = []
+    runner = _JobRunner(_load_definitions(), paths, args.verbose)
     ok = True
     if catch_up:
         print(f"ingesting {len(catch_up)} landed day(s) {catch_up[0]} .. {catch_up[-1]} in one run")
-        result = definitions.resolve_job_def(INGEST_JOB).execute_in_process(
-            instance=instance,
+        ok = runner.run(
+            INGEST_JOB,
             tags={
                 RANGE_START_TAG: catch_up[0].isoformat(),
                 RANGE_END_TAG: catch_up[-1].isoformat(),
             },
-            raise_on_error=False,
         )
-        passed, failed = _check_outcomes(result)
-        all_passed += passed
-        all_failed += failed
-        ok = result.success and not failed
-    daily = definitions.resolve_job_def(DAILY_JOB)
-    for snapshot in snapshots if ok else []:
-        print(f"building snapshot {snapshot}")
-        result = daily.execute_in_process(
-            partition_key=snapshot.isoformat(),
-            instance=instance,
-            run_config=_run_config(args.verbose),
-            raise_on_error=False,
-        )
-        passed, failed = _check_outcomes(result)
-        all_passed += passed
-        all_failed += failed
-        if not result.success or failed:
-            ok = False
+    for snapshot in snapshots:
+        if not ok:
             break
+        print(f"building snapshot {snapshot}")
+        ok = runner.run(DAILY_JOB, partition_key=snapshot.isoformat())
 
-    _print_summary(paths, snapshots[-1], all_passed, all_failed)
+    _print_summary(paths, runner.passed, runner.failed)
+    if not args.verbose:
+        print(f"run log: {runner.log_file}")
     if not ok:
-        print("RUN FAILED: see the failed checks above; published tables were left unchanged.")
-        print(f"details: DAGSTER_HOME={paths.dagster_home} dg dev  (run history)")
+        print("RUN FAILED: see the failed checks and the run log; published tables are unchanged.")
         return 1
     return 0
 
 
-def _print_summary(
-    paths: settings.StrataPaths, snapshot: date, passed: list[str], failed: list[str]
-) -> None:
+def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[str]) -> None:
     from dagster_project.lib.warehouse import connect, table_exists
 
     print()

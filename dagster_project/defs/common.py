@@ -16,6 +16,14 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 daily_partitions = dg.DailyPartitionsDefinition(start_date=settings.partition_start())
 single_run = dg.BackfillPolicy.single_run()
 
+# Every daily asset that writes the warehouse: a backfill of any length is one run, and
+# writers queue on the pool.
+DAILY_WAREHOUSE_ASSET: dict = {
+    "partitions_def": daily_partitions,
+    "backfill_policy": single_run,
+    "pool": WAREHOUSE_POOL,
+}
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """The working DuckDB warehouse under STRATA_HOME (read when a run starts, not at load)."""

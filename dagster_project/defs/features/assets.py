@@ -1,12 +1,10 @@
 import dagster as dg
 
 from dagster_project.defs.common import (
-    WAREHOUSE_POOL,
+    DAILY_WAREHOUSE_ASSET,
     WarehouseResource,
-    daily_partitions,
     partition_days,
     preview,
-    single_run,
 )
 from dagster_project.lib.features import compute_user_features
 from dagster_project.lib.warehouse import replace_snapshot
@@ -22,15 +20,13 @@ MART_INPUTS = [
 @dg.asset(
     key=USER_FEATURES,
     deps=MART_INPUTS,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
     group_name="features",
     kinds={"polars", "duckdb"},
-    pool=WAREHOUSE_POOL,
     description=(
         "One row per user known on the snapshot date: RFM, tenure, AOV, activity by event "
         "type, 30/90-day trends and BG/NBD inputs, from data up to that date only."
     ),
+    **DAILY_WAREHOUSE_ASSET,
 )
 def user_features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     rows = 0

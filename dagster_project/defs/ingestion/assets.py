@@ -2,13 +2,7 @@
 
 import dagster as dg
 
-from dagster_project.defs.common import (
-    WAREHOUSE_POOL,
-    WarehouseResource,
-    daily_partitions,
-    partition_days,
-    single_run,
-)
+from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource, partition_days
 from dagster_project.lib.ingest import CONTRACT_TABLES, IngestError, ingest_partition
 
 REQUIRED_SOURCES = ("orders",)
@@ -35,9 +29,7 @@ def _ingestion_asset(table: str) -> dg.AssetsDefinition:
                 kinds={"duckdb"},
             ),
         ],
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        pool=WAREHOUSE_POOL,
+        **DAILY_WAREHOUSE_ASSET,
     )
     def ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         landing = warehouse.paths.landing

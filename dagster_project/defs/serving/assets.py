@@ -1,11 +1,9 @@
 import dagster as dg
 
 from dagster_project.defs.common import (
-    WAREHOUSE_POOL,
+    DAILY_WAREHOUSE_ASSET,
     WarehouseResource,
-    daily_partitions,
     partition_days,
-    single_run,
 )
 from dagster_project.lib.publish import export_parquet, publish_serving_copy
 
@@ -25,15 +23,13 @@ BI_TABLES = [
 @dg.asset(
     key=["serving", "strata"],
     deps=BI_TABLES,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
     group_name="serving",
     kinds={"duckdb", "parquet"},
-    pool=WAREHOUSE_POOL,
     description=(
         "The BI-facing copy: every marts table in serving/strata.duckdb (DuckDB 1.x readable, "
         "swapped in atomically) and Parquet exports under serving/parquet/<table>/."
     ),
+    **DAILY_WAREHOUSE_ASSET,
 )
 def serving_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     paths = warehouse.paths

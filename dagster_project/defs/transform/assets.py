@@ -45,29 +45,22 @@ def dbt_unpartitioned(context: dg.AssetExecutionContext, dbt: DbtCliResource, co
     yield from dbt.cli(_build_args(config), context=context).stream()
 
 
-@dbt_assets(
-    manifest=manifest_path(),
-    select="tag:daily",
-    name="dbt_daily",
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    dagster_dbt_translator=StrataDbtTranslator(),
-    pool=WAREHOUSE_POOL,
-)
-def dbt_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtRunConfig):
-    args = _build_args(config, "--vars", _window_vars(context))
-    yield from dbt.cli(args, context=context).stream()
+def _windowed_dbt_assets(tag: str) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=manifest_path(),
+        select=f"tag:{tag}",
+        name=f"dbt_{tag}",
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        dagster_dbt_translator=StrataDbtTranslator(),
+        pool=WAREHOUSE_POOL,
+    )
+    def windowed(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtRunConfig):
+        args = _build_args(config, "--vars", _window_vars(context))
+        yield from dbt.cli(args, context=context).stream()
+
+    return windowed
 
 
-@dbt_assets(
-    manifest=manifest_path(),
-    select="tag:snapshot",
-    name="dbt_snapshot",
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    dagster_dbt_translator=StrataDbtTranslator(),
-    pool=WAREHOUSE_POOL,
-)
-def dbt_snapshot(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtRunConfig):
-    args = _build_args(config, "--vars", _window_vars(context))
-    yield from dbt.cli(args, context=context).stream()
+dbt_daily = _windowed_dbt_assets("daily")
+dbt_snapshot = _windowed_dbt_assets("snapshot")
