@@ -14,7 +14,8 @@ def isolated_environment(tmp_path_factory):
     saved = dict(os.environ)
     os.environ["DAGSTER_HOME"] = str(base / "dagster")
     (base / "dagster").mkdir()
-    settings.export_runtime_environment(base / "home")
+    # most tests run on generated sample data, the one mode with a built-in PII salt
+    settings.export_runtime_environment(base / "home", sample_data=True)
     yield base
     os.environ.clear()
     os.environ.update(saved)

@@ -7,6 +7,7 @@ stays bounded however long the backfill. GX is imported inside the check (about 
 loading the code location does not pay for it.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, timedelta
 
@@ -15,6 +16,7 @@ import duckdb
 
 from dagster_project.defs.common import WarehouseResource, partition_days
 from dagster_project.lib import settings
+from dagster_project.lib.quality_log import record_suite, scrub_failures
 
 MAX_ROWS_PER_VALIDATION = 1_000_000
 WHOLE_TABLE_START = date(1900, 1, 1)
@@ -44,19 +46,31 @@ def validation_windows(
 
 
 def expectation_suite_check(
-    asset_key: dg.AssetKey, suite: str, date_column: str | None
+    asset_key: dg.AssetKey,
+    suite: str,
+    date_column: str | None,
+    frame_query: Callable[[settings.StrataPaths], str] | None = None,
+    parameters: Callable[[], dict] | None = None,
+    whole_window: bool = False,
+    description: str | None = None,
 ) -> dg.AssetChecksDefinition:
     """A blocking check running expectations/<suite>.json on the asset's relation.
 
     With a `date_column` the check validates the run's partition days; without one (an
     unpartitioned table) the whole table, with timestamps allowed up to today.
+    `frame_query` replaces the plain `select *` (bound to `$first` / `$last`), e.g. to add
+    per-row columns a suite checks; `parameters` adds suite parameters read when the check
+    runs (thresholds from the environment); `whole_window` validates the run's days in one
+    frame (a per-day summary is small however long the run). Every result is also recorded
+    in marts.data_quality_runs.
     """
     relation = ".".join(asset_key.path)
 
     @dg.asset_check(
         asset=asset_key,
         name=f"{suite}_passes_expectations",
-        description=f"Great Expectations suite expectations/{suite}.json; error severity blocks.",
+        description=description
+        or f"Great Expectations suite expectations/{suite}.json; error severity blocks.",
         blocking=True,
     )
     def check(
@@ -67,29 +81,51 @@ def expectation_suite_check(
         failures: list[dict] = []
         evaluated = rows = 0
         has_error = has_warning = False
+        run_id = context.run.run_id
+        extra = parameters() if parameters else {}
         with warehouse.connect() as con:
+            days: list[date] = partition_days(context) if date_column else []
             if date_column is None:
                 windows = [(WHOLE_TABLE_START, date.today())]
+            elif whole_window:
+                windows = [(days[0], days[-1])]
             else:
-                windows = validation_windows(con, relation, date_column, partition_days(context))
+                windows = validation_windows(con, relation, date_column, days)
             for first, last in windows:
-                where = f" where {date_column} between $first and $last" if date_column else ""
-                frame = con.sql(
-                    f"select * from {relation}{where}",
-                    params={"first": first, "last": last} if date_column else None,
-                ).df()
+                if frame_query is not None:
+                    sql = frame_query(warehouse.paths)
+                else:
+                    where = f" where {date_column} between $first and $last" if date_column else ""
+                    sql = f"select * from {relation}{where}"
+                bound = date_column is not None or "$first" in sql
+                frame = con.sql(sql, params={"first": first, "last": last} if bound else None).df()
                 rows += len(frame)
                 result = validate_frame(
                     frame,
                     suite,
                     settings.EXPECTATIONS_DIR,
-                    parameters={"partition_start": first, "partition_end": last + timedelta(1)},
+                    parameters={
+                        "partition_start": first,
+                        "partition_end": last + timedelta(1),
+                        **extra,
+                    },
                 )
                 evaluated += result.evaluated
                 has_error |= result.has_error
                 has_warning |= result.has_warning
                 window = f"{first}..{last}"
-                failures += [{"window": window, **asdict(failed)} for failed in result.failed]
+                found = scrub_failures(asdict(failed) for failed in result.failed)
+                failures += [{"window": window, **failed} for failed in found]
+                record_suite(
+                    con,
+                    run_id,
+                    relation,
+                    [d for d in days if first <= d <= last] if date_column else [None],
+                    suite,
+                    result.success,
+                    result.evaluated,
+                    found,
+                )
         return dg.AssetCheckResult(
             passed=not (has_error or has_warning),
             severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,

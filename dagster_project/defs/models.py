@@ -9,7 +9,7 @@ data. Versions live under $STRATA_HOME/models and are listed in marts.model_vers
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ MODEL_VERSIONS_TABLE = "marts.model_versions"
 
 # (features as of the day) -> (fitted model, metrics worth keeping with the version)
 FitModel = Callable[[pl.DataFrame], tuple[Any, dict[str, Any]]]
+# (days back) -> features as of the day minus that many days; for models that choose between
+# candidates on an internal holdout. Never reads past the day (point-in-time).
+FeatureHistory = Callable[[int], pl.DataFrame]
+FitModelWithHistory = Callable[[pl.DataFrame, FeatureHistory], tuple[Any, dict[str, Any]]]
 
 
 class ModelFitConfig(dg.Config):
@@ -46,6 +50,18 @@ def features_as_of(con: duckdb.DuckDBPyConnection, day: date) -> pl.DataFrame:
     )
 
 
+def feature_history(con: duckdb.DuckDBPyConnection, day: date) -> FeatureHistory:
+    """Features as of earlier days, recomputed from the marts with data up to each of them."""
+    from dagster_project.lib.features import compute_user_features
+
+    def as_of(days_back: int) -> pl.DataFrame:
+        if days_back < 0:
+            raise ValueError("feature history cannot look past the as-of day")
+        return compute_user_features(con, day - timedelta(days=days_back))
+
+    return as_of
+
+
 def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) -> None:
     """Upsert the version into marts.model_versions so BI can name the model behind a row."""
     row = pl.DataFrame(
@@ -56,6 +72,7 @@ def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) 
             "spec_hash": [version.spec_hash],
             "fitted_at": [version.fitted_at],
             "metrics_json": [json.dumps(version.metrics, sort_keys=True, default=str)],
+            "promoted": [version.promoted],
         }
     )
     con.execute("create schema if not exists marts")
@@ -63,6 +80,11 @@ def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) 
     try:
         con.execute(
             f"create table if not exists {MODEL_VERSIONS_TABLE} as select * from __version limit 0"
+        )
+        # tables created before promotion gates existed get the column (their rows: promoted)
+        con.execute(
+            f"alter table {MODEL_VERSIONS_TABLE} add column if not exists promoted boolean "
+            "default true"
         )
         con.execute(
             f"delete from {MODEL_VERSIONS_TABLE} where model_version = ?", [version.version]
@@ -80,18 +102,38 @@ class VersionedModel:
         self.spec_path = spec_path
         self.asset_key = dg.AssetKey(["models", name])
 
-    def version_for(self, store: ModelStore, day: date) -> ModelVersion:
-        version = store.latest_as_of(self.name, day, spec_hash(self.spec_path))
+    def version_for(
+        self, store: ModelStore, day: date, promoted_only: bool = False
+    ) -> ModelVersion:
+        """The version that scores `day`: the newest trained on data up to it.
+
+        With `promoted_only` (models behind a promotion gate), refused candidates are skipped
+        and, when no promoted version of the current spec exists yet, the newest promoted
+        version of an earlier spec keeps scoring: a refused refit never stops daily scoring.
+        """
+        version = store.latest_as_of(
+            self.name, day, spec_hash(self.spec_path), promoted_only=promoted_only
+        )
+        if version is None and promoted_only:
+            version = store.latest_as_of(self.name, day, None, promoted_only=True)
         if version is None:
+            what = "promoted " if promoted_only else ""
             raise dg.Failure(
-                f"no {self.name} model trained on data up to {day}: materialise "
+                f"no {what}{self.name} model trained on data up to {day}: materialise "
                 f"{self.asset_key.to_user_string()} for this partition first"
             )
         return version
 
     def build_asset(
-        self, fit: FitModel, group_name: str, kinds: set[str], description: str
+        self,
+        fit: FitModel | FitModelWithHistory,
+        group_name: str,
+        kinds: set[str],
+        description: str,
+        with_history: bool = False,
     ) -> dg.AssetsDefinition:
+        """``with_history``: ``fit`` also gets a :data:`FeatureHistory` for its day."""
+
         @dg.asset(
             key=self.asset_key,
             deps=[USER_FEATURES],
@@ -108,8 +150,14 @@ class VersionedModel:
             with warehouse.connect() as con:
                 for day in partition_days(context):
                     features = features_as_of(con, day)
+
+                    def fit_now(f: pl.DataFrame = features, d: date = day) -> Any:
+                        if with_history:
+                            return fit(f, feature_history(con, d))
+                        return fit(f)
+
                     version, fitted_now = store.resolve(
-                        self.name, day, digest, config.refit, lambda f=features: fit(f)
+                        self.name, day, digest, config.refit, fit_now
                     )
                     record_model_version(con, version)
             return dg.MaterializeResult(

@@ -7,10 +7,12 @@ not to each caller. scikit-learn is imported inside the methods: importing it co
 Dagster loads this module in every run worker. The fitted object is plain Python + numpy +
 scikit-learn state, so it pickles (the lead stores one pickle per model version).
 
-Pipeline: fill NULLs -> sign-preserving log1p on heavy-tailed columns -> StandardScaler ->
-KMeans (MiniBatchKMeans above ``minibatch_above`` users) for every k in [k_min, k_max] -> pick k
-by silhouette (on a fixed-seed sample) among candidates whose smallest cluster holds at least
-``min_share`` of users -> relabel clusters in a canonical order so ids survive a refit.
+Pipeline: fill NULLs -> sign-preserving log1p (or a normal-scores quantile transform) on
+heavy-tailed columns -> StandardScaler -> KMeans (MiniBatchKMeans above ``minibatch_above`` users)
+for every k in [k_min, k_max] -> pick k by silhouette (on a fixed-seed sample) among candidates
+whose smallest cluster holds at least ``min_share`` of users -> relabel clusters in a canonical
+order. A refit on new data then matches its clusters to the previous version's
+(``lib/cluster_lineage.py``) and takes over their ids through :meth:`SegmentClusterer.set_ids`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ ORDER_PRIORITY: tuple[tuple[str, int], ...] = (
 ORDER_DECIMALS = 6
 
 DEFAULT_FILL: dict[str, str | float] = {"recency_days": "tenure_days"}
+#: Fill keyword: the median of the column's non-NULL values in the training data (learned by fit,
+#: stored in the model), e.g. a non-customer's average order value is the customers' median.
+MEDIAN_FILL = "median"
 
 DEFAULT_NAMING = NamingSpec(
     z_threshold=0.5,
@@ -67,8 +72,13 @@ class SegmentClusterer:
     silhouette, calinski_harabasz, davies_bouldin, min_share, qualifies), ``centroids_`` (polars
     frame: cluster_id + features in original units, i.e. the scaled centres mapped back through
     the scaler and expm1), ``cluster_sizes_`` (numpy array indexed by cluster id),
-    ``feature_names_``, ``algorithm_`` ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_``.
+    ``feature_names_``, ``algorithm_`` ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_``,
+    ``ids_`` (stable id of each cluster in canonical order) and ``next_id_`` (first unused id).
     """
+
+    # class-level defaults: models pickled before these settings existed still load and predict
+    quantile_features: Sequence[str] = ()
+    fill_values_: Mapping[str, float] = {}
 
     def __init__(
         self,
@@ -83,6 +93,7 @@ class SegmentClusterer:
         minibatch_above: int = 200000,
         fill: Mapping[str, str | float] | None = None,
         naming: NamingSpec | None = None,
+        quantile_features: Sequence[str] = (),
     ) -> None:
         self.features = list(features)
         self.k_min = k_min
@@ -95,16 +106,24 @@ class SegmentClusterer:
         self.minibatch_above = minibatch_above
         self.fill = dict(DEFAULT_FILL if fill is None else fill)
         self.naming = naming if naming is not None else DEFAULT_NAMING
+        self.quantile_features = list(quantile_features)
 
     # ---------------------------------------------------------------- transform
 
-    def _raw_matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        """Features in original units with NULLs filled: a fill column, a fill number, else 0."""
+    def _raw_matrix(
+        self, frame: pl.DataFrame, fill_values: Mapping[str, float] | None = None
+    ) -> np.ndarray:
+        """Features in original units with NULLs filled: a fill column, a fill number, the learned
+        median (``MEDIAN_FILL``), else 0."""
+        learned = fill_values if fill_values is not None else getattr(self, "fill_values_", {})
         missing = [f for f in self.features if f not in frame.columns]
         missing += [
             src
             for f, src in self.fill.items()
-            if f in self.features and isinstance(src, str) and src not in frame.columns
+            if f in self.features
+            and isinstance(src, str)
+            and src != MEDIAN_FILL
+            and src not in frame.columns
         ]
         if missing:
             raise ValueError(f"frame is missing columns {sorted(set(missing))}")
@@ -112,12 +131,35 @@ class SegmentClusterer:
         for f in self.features:
             expr = pl.col(f).cast(pl.Float64).fill_nan(None)
             src = self.fill.get(f)
-            if isinstance(src, str):
+            if src == MEDIAN_FILL:
+                expr = expr.fill_null(float(learned.get(f, 0.0)))
+            elif isinstance(src, str):
                 expr = expr.fill_null(pl.col(src).cast(pl.Float64))
             elif src is not None:
                 expr = expr.fill_null(float(src))
             exprs.append(expr.fill_null(0.0).alias(f))
         return frame.select(exprs).to_numpy().astype(np.float64, copy=False)
+
+    def readable_matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """Features in original units for explanations: a fill column where the spec names one
+        (non-customers' recency = their tenure), otherwise NULL -> 0 ("no orders" reads as 0, not
+        as the customers' median that the clustering uses)."""
+        exprs = []
+        for f in self.features:
+            expr = pl.col(f).cast(pl.Float64).fill_nan(None)
+            src = self.fill.get(f)
+            if isinstance(src, str) and src != MEDIAN_FILL and src in frame.columns:
+                expr = expr.fill_null(pl.col(src).cast(pl.Float64))
+            exprs.append(expr.fill_null(0.0).alias(f))
+        return frame.select(exprs).to_numpy().astype(np.float64, copy=False)
+
+    def _learn_fills(self, frame: pl.DataFrame) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for f, src in self.fill.items():
+            if src == MEDIAN_FILL and f in self.features:
+                median = frame.get_column(f).cast(pl.Float64).fill_nan(None).median()
+                values[f] = float(median) if median is not None else 0.0
+        return values
 
     def _log(self, raw: np.ndarray) -> np.ndarray:
         out = raw.copy()
@@ -132,6 +174,35 @@ class SegmentClusterer:
             if f in self.log_features:
                 out[:, j] = _signed_expm1(out[:, j])
         return out
+
+    def _quantile_columns(self) -> list[int]:
+        return [j for j, f in enumerate(self.features) if f in self.quantile_features]
+
+    def _transform(self, raw: np.ndarray) -> np.ndarray:
+        """Original units -> transformed (log1p / normal scores), before scaling."""
+        out = self._log(raw)
+        cols = self._quantile_columns()
+        if cols:
+            out[:, cols] = self.quantile_.transform(raw[:, cols])
+        return out
+
+    def _untransform(self, transformed: np.ndarray) -> np.ndarray:
+        out = self._unlog(transformed)
+        cols = self._quantile_columns()
+        if cols:
+            out[:, cols] = self.quantile_.inverse_transform(transformed[:, cols])
+        return out
+
+    def scaled(self, frame: pl.DataFrame) -> np.ndarray:
+        """The users of ``frame`` in the fitted model's space (filled, transformed, scaled)."""
+        self._check_fitted()
+        return self.scaler_.transform(self._transform(self._raw_matrix(frame)))
+
+    def scaled_from_original(self, matrix: np.ndarray) -> np.ndarray:
+        """Points given in original units (e.g. another version's centroids) in this model's
+        space, for centroid matching across versions."""
+        self._check_fitted()
+        return self.scaler_.transform(self._transform(np.asarray(matrix, dtype=np.float64)))
 
     def _new_estimator(self, k: int, minibatch: bool) -> Any:
         from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -161,9 +232,25 @@ class SegmentClusterer:
         unknown = set(self.log_features) - set(self.features)
         if unknown:
             raise ValueError(f"log_features not in features: {sorted(unknown)}")
-        raw = self._raw_matrix(frame)
-        scaler = StandardScaler().fit(self._log(raw))
-        z = scaler.transform(self._log(raw))
+        unknown = set(self.quantile_features) - set(self.features)
+        if unknown or set(self.quantile_features) & set(self.log_features):
+            raise ValueError("quantile_features: a subset of features, disjoint from log_features")
+        fill_values = self._learn_fills(frame)
+        raw = self._raw_matrix(frame, fill_values)
+        self.fill_values_ = fill_values
+        cols = self._quantile_columns()
+        if cols:
+            from sklearn.preprocessing import QuantileTransformer
+
+            self.quantile_ = QuantileTransformer(
+                n_quantiles=max(2, min(1000, raw.shape[0])),
+                output_distribution="normal",
+                subsample=100_000,
+                random_state=self.random_state,
+            ).fit(raw[:, cols])
+        transformed = self._transform(raw)
+        scaler = StandardScaler().fit(transformed)
+        z = scaler.transform(transformed)
         n = z.shape[0]
         n_distinct = pl.from_numpy(z).n_unique() if n else 0
         ks = list(range(self.k_min, min(self.k_max, n_distinct) + 1))
@@ -200,6 +287,7 @@ class SegmentClusterer:
                         float(davies_bouldin_score(z, labels)) if n_labels >= 2 else float("nan")
                     ),
                     "min_share": float(sizes.min() / n),
+                    "min_size": int(sizes.min()),
                     "qualifies": bool(sizes.min() / n >= self.min_share),
                 }
             )
@@ -229,7 +317,7 @@ class SegmentClusterer:
         self.candidate_scores_ = candidates
         self.label_map_ = label_map
         self.centers_scaled_ = centers
-        original = self._unlog(scaler.inverse_transform(centers))
+        original = self._untransform(scaler.inverse_transform(centers))
         original[np.abs(original) < 1e-9] = 0.0  # float noise around exact zeros (non-buyers)
         self.centroids_ = pl.DataFrame(
             {
@@ -237,17 +325,22 @@ class SegmentClusterer:
                 **{f: original[:, j] for j, f in enumerate(self.features)},
             }
         )
+        self.ids_ = np.arange(k, dtype=np.int64)
+        self.next_id_ = k
         self.cluster_sizes_ = np.bincount(labels, minlength=k)
         self.n_samples_fit_ = n
+        # profile means in readable units: a non-buyer's "average order value" is 0, not the
+        # customers' median the clustering space fills in
+        readable = self.readable_matrix(frame)
         self.cluster_means_ = np.vstack(
             [
-                raw[labels == i].mean(axis=0)
+                readable[labels == i].mean(axis=0)
                 if self.cluster_sizes_[i]
-                else np.full(raw.shape[1], np.nan)
+                else np.full(readable.shape[1], np.nan)
                 for i in range(k)
             ]
         )
-        self.population_means_ = raw.mean(axis=0)
+        self.population_means_ = readable.mean(axis=0)
         flag = self._customer_flag(frame, raw)
         self.customer_share_ = (
             None
@@ -338,11 +431,36 @@ class SegmentClusterer:
         if not hasattr(self, "estimator_"):
             raise RuntimeError("SegmentClusterer is not fitted: call fit() first")
 
-    def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        """Stable cluster ids 0..k-1 for every row of ``frame`` (same NULL handling as fit)."""
+    def set_ids(self, ids: Sequence[int], next_id: int) -> None:
+        """Give the clusters (in canonical order) the stable ids matched to a previous version.
+
+        ``next_id`` is the first id never used by this model's lineage (new clusters take ids
+        from it, retired ids are never reused).
+        """
         self._check_fitted()
-        z = self.scaler_.transform(self._log(self._raw_matrix(frame)))
-        return self.label_map_[self.estimator_.predict(z)]
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        if ids_arr.shape != (self.k_,) or len(set(ids_arr.tolist())) != self.k_:
+            raise ValueError(f"need {self.k_} distinct ids, got {ids_arr.tolist()}")
+        if ids_arr.min() < 0 or next_id <= ids_arr.max():
+            raise ValueError("ids must be >= 0 and below next_id")
+        self.ids_ = ids_arr
+        self.next_id_ = int(next_id)
+        self.centroids_ = self.centroids_.with_columns(
+            pl.Series("cluster_id", ids_arr, dtype=pl.Int32)
+        )
+
+    def predict_index(self, frame: pl.DataFrame) -> np.ndarray:
+        """Canonical cluster index 0..k-1 (position in ``ids_``) for every row of ``frame``."""
+        return self.label_map_[self.estimator_.predict(self.scaled(frame))]
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """Stable cluster ids for every row of ``frame`` (same NULL handling as fit).
+
+        The first version's ids are 0..k-1 in canonical order; a refit matched to a previous
+        version keeps the ids of the clusters it matched (see :meth:`set_ids`).
+        """
+        self._check_fitted()
+        return self.ids_[self.predict_index(frame)]
 
     def profile(self) -> pl.DataFrame:
         """One row per cluster id: size, share, customer_share, name (en / zh), feature means.
@@ -353,7 +471,7 @@ class SegmentClusterer:
         self._check_fitted()
         sizes = self.cluster_sizes_
         data: dict[str, Any] = {
-            "cluster_id": pl.Series(np.arange(self.k_), dtype=pl.Int32),
+            "cluster_id": pl.Series(self.ids_, dtype=pl.Int32),
             "name": [f"{en} / {zh}" for en, zh in self.names_],
             "name_en": [en for en, _ in self.names_],
             "name_zh": [zh for _, zh in self.names_],
@@ -382,4 +500,5 @@ def clusterer_from_spec(spec: SegmentationSpec) -> SegmentClusterer:
         minibatch_above=c.minibatch_above,
         fill=dict(c.fill),
         naming=c.naming,
+        quantile_features=list(c.quantile_features),
     )

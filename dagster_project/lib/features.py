@@ -30,7 +30,9 @@ with known_users as (
     where cast(first_seen_at as date) <= $as_of
 ),
 orders as (
-    select user_id, order_date, cast(amount as double) as amount, is_completed
+    -- amounts stay decimal: their sums are exact, so they do not depend on the order DuckDB
+    -- happens to add rows in (a backfill or a rerun gives identical features)
+    select user_id, order_date, amount, is_completed
     from marts.fct_orders
     where order_date <= $as_of
 ),

@@ -53,8 +53,11 @@ def _snapshot_column(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
 def publish_serving_copy(con: duckdb.DuckDBPyConnection, serving_file: Path) -> dict[str, int]:
     """Copy every table of the published schema into a new file and swap it in."""
     serving_file.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed while publishing leaves its temporary copy (and WAL) behind; only one run
+    # publishes at a time (run lock, warehouse pool), so any such leftover is stale.
+    for stale in serving_file.parent.glob(f".{serving_file.name}.*.tmp*"):
+        stale.unlink(missing_ok=True)
     tmp = serving_file.with_name(f".{serving_file.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
     tables = published_tables(con)
     counts: dict[str, int] = {}
     con.execute(f"attach '{tmp}' as __serving (storage_version '{SERVING_STORAGE_VERSION}')")

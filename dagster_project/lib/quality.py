@@ -418,6 +418,10 @@ def _json_value(value: Any) -> Any:
         return None
     if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
         return value.isoformat()
+    import numpy as np
+
+    if isinstance(value, np.datetime64):  # .item() of a ns timestamp is a bare integer
+        return None if np.isnat(value) else pd.Timestamp(value).isoformat()
     if hasattr(value, "item"):  # numpy scalar
         return _json_value(value.item())
     return str(value)

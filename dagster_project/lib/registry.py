@@ -4,6 +4,10 @@ A version is named after the model, the as-of date of its training data and a ha
 the spec that configured it, so refitting the same data with the same spec reproduces
 the same version id. Scoring a snapshot uses the newest version trained on data up to
 that snapshot: a backfill of an old day never uses a model that saw the future.
+
+A version is either promoted (scoring may use it) or a candidate that a promotion gate refused
+(kept with its card and metrics as evidence, never used for scoring). Versions saved without a
+gate, and cards written before the flag existed, are promoted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ class ModelVersion:
     spec_hash: str
     fitted_at: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    promoted: bool = True
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -63,7 +68,13 @@ class ModelStore:
         return self.root / name / version
 
     def save(
-        self, name: str, as_of: date, spec_digest: str, model: Any, metrics: dict[str, Any]
+        self,
+        name: str,
+        as_of: date,
+        spec_digest: str,
+        model: Any,
+        metrics: dict[str, Any],
+        promoted: bool = True,
     ) -> ModelVersion:
         version = ModelVersion(
             name=name,
@@ -72,25 +83,46 @@ class ModelStore:
             spec_hash=spec_digest,
             fitted_at=datetime.now().isoformat(timespec="seconds"),
             metrics=metrics,
+            promoted=promoted,
         )
         directory = self._dir(name, version.version)
         # The artifact first, the card last: a version without a card is ignored, so a
         # crash mid-save never leaves a half-written model that scoring could pick up.
         _atomic_write(directory / "model.pkl", pickle.dumps(model))
+        self._write_card(version)
+        return version
+
+    def _write_card(self, version: ModelVersion) -> None:
         _atomic_write(
-            directory / "card.json",
+            self._dir(version.name, version.version) / "card.json",
             json.dumps(version.to_json(), indent=2, sort_keys=True, default=str).encode(),
         )
-        return version
+
+    def set_promoted(self, version: ModelVersion, promoted: bool) -> ModelVersion:
+        """Promote a candidate (or withdraw a version): rewrites its card atomically."""
+        updated = replace(version, promoted=promoted)
+        self._write_card(updated)
+        return updated
 
     def versions(self, name: str) -> list[ModelVersion]:
         cards = sorted((self.root / name).glob("*/card.json"))
         found = [ModelVersion.from_json(json.loads(card.read_text())) for card in cards]
         return sorted(found, key=lambda v: (v.as_of, v.fitted_at))
 
-    def latest_as_of(self, name: str, day: date, spec_digest: str) -> ModelVersion | None:
-        """The newest version of this spec trained on data up to `day`."""
-        eligible = [v for v in self.versions(name) if v.as_of <= day and v.spec_hash == spec_digest]
+    def latest_as_of(
+        self, name: str, day: date, spec_digest: str | None, promoted_only: bool = False
+    ) -> ModelVersion | None:
+        """The newest version of this spec (any spec when None) trained on data up to `day`.
+
+        With `promoted_only`, candidates refused by a promotion gate are skipped.
+        """
+        eligible = [
+            v
+            for v in self.versions(name)
+            if v.as_of <= day
+            and (spec_digest is None or v.spec_hash == spec_digest)
+            and (v.promoted or not promoted_only)
+        ]
         return eligible[-1] if eligible else None
 
     def load(self, version: ModelVersion) -> Any:
@@ -105,13 +137,18 @@ class ModelStore:
         spec_digest: str,
         refit: bool,
         fit: Callable[[], tuple[Any, dict[str, Any]]],
+        gate: Callable[[Any, dict[str, Any]], bool] | None = None,
     ) -> tuple[ModelVersion, bool]:
-        """The version to score `day` with; fits one when none exists or a refit is asked.
+        """The newest version trained up to `day`; fits one when none exists or a refit is asked.
 
-        Returns the version and whether it was fitted now.
+        Returns the version and whether it was fitted now. A version that exists counts even
+        when it is a refused candidate (the data would give the same model and the same
+        refusal; the next scheduled refit tries again). `gate(model, metrics)` decides whether a
+        new version is promoted; without a gate every version is.
         """
         current = None if refit else self.latest_as_of(name, day, spec_digest)
         if current is not None:
             return current, False
         model, metrics = fit()
-        return self.save(name, day, spec_digest, model, metrics), True
+        promoted = True if gate is None else bool(gate(model, metrics))
+        return self.save(name, day, spec_digest, model, metrics, promoted=promoted), True

@@ -11,10 +11,11 @@ asserted at run time). Pure polars; no Dagster imports.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,37 @@ class MapRule:
 
 
 @dataclass(frozen=True)
+class MapCell:
+    """One named region of a score grid: the values it takes on each axis of its map."""
+
+    key: str
+    label_zh: str
+    values: tuple[frozenset[Any], ...]  # one set per axis of the map, in axis order
+
+
+@dataclass(frozen=True)
+class SegmentMap:
+    """A map from a grid of scores to named segments, e.g. R x F -> champions ... hibernating.
+
+    ``domains`` are the values each axis takes (R scores 1..5, or high/low for the value tiers);
+    a map is valid when every cell of their product is matched by exactly one ``MapCell``.
+    """
+
+    name: str
+    axes: tuple[str, ...]
+    domains: tuple[tuple[Any, ...], ...]
+    cells: tuple[MapCell, ...]
+
+    def matches(self, point: Sequence[Any]) -> list[str]:
+        """Keys of the cells that contain a grid point (one value per axis)."""
+        return [
+            cell.key
+            for cell in self.cells
+            if all(v in allowed for v, allowed in zip(point, cell.values, strict=True))
+        ]
+
+
+@dataclass(frozen=True)
 class ValueTier:
     """One of the 8 value tiers: a high/low combination of R, F and M."""
 
@@ -154,6 +186,7 @@ class RulesSpec:
     value_tiers: tuple[ValueTier, ...]
     lifecycle: LifecycleSpec
     ops_tiers: OpsTierSpec
+    custom_maps: tuple[SegmentMap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +221,36 @@ class NamingSpec:
 
 
 @dataclass(frozen=True)
+class StabilitySpec:
+    """Bootstrap stability and the promotion gate (see the yml)."""
+
+    bootstrap_refits: int = 20
+    sample_size: int = 20000
+    min_mean_ari: float = 0.75
+    min_cluster_jaccard: float | None = 0.5
+    random_state: int = 7
+    promote_first_version: bool = True
+
+
+@dataclass(frozen=True)
+class MatchingSpec:
+    """How a refit's clusters are matched to the previous version's (stable ids, lineage)."""
+
+    max_centroid_distance: float = 1.0
+    transition_share: float = 0.2
+
+
+@dataclass(frozen=True)
+class SurrogateSpec:
+    """The shallow decision tree that explains the clusters in readable rules."""
+
+    max_depth: int = 6
+    max_leaf_nodes: int = 16
+    min_leaf_share: float = 0.005
+    reason_terms: int = 3
+
+
+@dataclass(frozen=True)
 class ClusteringSpec:
     """KMeans clustering parameters (see the yml)."""
 
@@ -202,6 +265,10 @@ class ClusteringSpec:
     min_share: float
     minibatch_above: int
     naming: NamingSpec
+    quantile_features: tuple[str, ...] = ()
+    stability: StabilitySpec = field(default_factory=StabilitySpec)
+    matching: MatchingSpec = field(default_factory=MatchingSpec)
+    surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
 
 
 @dataclass(frozen=True)
@@ -254,25 +321,31 @@ def _validate(spec: SegmentationSpec) -> None:
             raise ValueError(f"rfm {rule.column}: 1..8 edges in ascending order")
         if rule.method == "quantile" and not all(0 < e < 1 for e in rule.edges):
             raise ValueError(f"rfm {rule.column}: quantile edges must lie in (0, 1)")
-    problems = check_map_partition(
-        rules.rf_map,
-        range(1, rules.recency.levels + 1),
-        range(1, rules.frequency.levels + 1),
-    )
+    maps = {m.name: m for m in spec_maps(spec)}
+    problems = map_partition_problems(maps["rfm_segment"])
     if problems:
         raise ValueError("rf_map is not an exact partition: " + "; ".join(problems))
-    rf_labels = {(m.key, m.label_zh) for m in rules.rf_map}
-    if len({key for key, _ in rf_labels}) != len(rf_labels) or any(not zh for _, zh in rf_labels):
-        raise ValueError("rf_map: a key may span several rectangles but needs one label_zh")
-    combos = [(t.r_high, t.f_high, t.m_high) for t in rules.value_tiers]
-    if len(combos) != 8 or len(set(combos)) != 8:
-        raise ValueError("value_tiers must cover the 8 high/low combinations exactly once")
+    for segment_map in maps.values():
+        labels = {(cell.key, cell.label_zh) for cell in segment_map.cells}
+        if len({key for key, _ in labels}) != len(labels) or any(not zh for _, zh in labels):
+            raise ValueError(
+                f"{segment_map.name}: a key may span several cells but needs one label_zh"
+            )
+        if rules.prospect.key in {key for key, _ in labels}:
+            raise ValueError("the prospect key is reserved for non-customers")
+    problems = map_partition_problems(maps["value_tier"])
+    if problems or len(rules.value_tiers) != 8:
+        raise ValueError(
+            "value_tiers must cover the 8 high/low combinations exactly once: "
+            + "; ".join(problems)
+        )
     _check_labels("value_tiers", [Label(t.key, t.label_zh) for t in rules.value_tiers], None)
     if rules.value_statistic not in ("median", "mean"):
         raise ValueError("value_tiers.statistic must be median or mean")
-    taken = {m.key for m in rules.rf_map} | {t.key for t in rules.value_tiers}
-    if rules.prospect.key in taken:
-        raise ValueError("the prospect key is reserved for non-customers")
+    for custom in rules.custom_maps:
+        problems = map_partition_problems(custom)
+        if problems:
+            raise ValueError(f"map {custom.name} is not an exact partition: " + "; ".join(problems))
     lc = rules.lifecycle
     if not (0 <= lc.new_days <= lc.active_days < lc.at_risk_days < lc.dormant_days):
         raise ValueError(
@@ -290,15 +363,33 @@ def _validate(spec: SegmentationSpec) -> None:
         raise ValueError("clustering: need 2 <= k_min <= k_max")
     if not set(cl.log_features) <= set(cl.features):
         raise ValueError("clustering: log_features must be a subset of features")
+    if not set(cl.quantile_features) <= set(cl.features):
+        raise ValueError("clustering: quantile_features must be a subset of features")
+    if set(cl.quantile_features) & set(cl.log_features):
+        raise ValueError("clustering: a feature is either log- or quantile-transformed, not both")
     if not 0 <= cl.min_share < 1:
         raise ValueError("clustering: min_share must lie in [0, 1)")
+    st = cl.stability
+    if st.bootstrap_refits < 2 or st.sample_size < 2 or not 0 <= st.min_mean_ari <= 1:
+        raise ValueError("clustering.stability: need >= 2 refits and min_mean_ari in [0, 1]")
+    if st.min_cluster_jaccard is not None and not 0 <= st.min_cluster_jaccard <= 1:
+        raise ValueError("clustering.stability: min_cluster_jaccard must lie in [0, 1]")
+    if cl.matching.max_centroid_distance <= 0 or not 0 < cl.matching.transition_share <= 0.5:
+        raise ValueError(
+            "clustering.matching: need max_centroid_distance > 0, 0 < transition_share <= 0.5"
+        )
+    sg = cl.surrogate
+    if sg.max_depth < 1 or sg.max_leaf_nodes < 2 or not 0 <= sg.min_leaf_share < 0.5:
+        raise ValueError("clustering.surrogate: need max_depth >= 1, max_leaf_nodes >= 2")
 
 
-def load_segmentation_spec(path: Path) -> SegmentationSpec:
+def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpec:
     """Load and validate ``models/segmentation.yml``.
 
     Validation happens here, once, so that a spec whose R x F map has a gap or an overlap (or whose
     value tiers miss a combination) fails at load time instead of leaving users unlabelled.
+    ``validate=False`` only parses: the Dagster map check uses it to report every bad cell of
+    every map as evidence instead of stopping at the first error.
     """
     text = Path(path).read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
@@ -350,6 +441,10 @@ def load_segmentation_spec(path: Path) -> SegmentationSpec:
                 high_value_min_m_score=int(ops["high_value_min_m_score"]),
                 labels=_labels(ops["labels"]),
             ),
+            custom_maps=tuple(
+                _custom_map(str(name), body, r["rfm"])
+                for name, body in (r.get("maps") or {}).items()
+            ),
         ),
         clustering=ClusteringSpec(
             features=tuple(str(f) for f in c["features"]),
@@ -365,6 +460,10 @@ def load_segmentation_spec(path: Path) -> SegmentationSpec:
             silhouette_sample=int(c["silhouette_sample"]),
             min_share=float(c["min_share"]),
             minibatch_above=int(c["minibatch_above"]),
+            quantile_features=tuple(str(f) for f in c.get("quantile_features") or []),
+            stability=_section(StabilitySpec, c.get("stability")),
+            matching=_section(MatchingSpec, c.get("matching")),
+            surrogate=_section(SurrogateSpec, c.get("surrogate")),
             naming=NamingSpec(
                 z_threshold=float(naming["z_threshold"]),
                 max_terms=int(naming["max_terms"]),
@@ -383,8 +482,108 @@ def load_segmentation_spec(path: Path) -> SegmentationSpec:
             json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str).encode()
         ).hexdigest()[:12],
     )
-    _validate(spec)
+    if validate:
+        _validate(spec)
     return spec
+
+
+def _section(cls: type, raw: Mapping[str, Any] | None) -> Any:
+    """A spec section dataclass from its yml mapping; omitted keys keep their defaults."""
+    raw = dict(raw or {})
+    known = set(cls.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    return cls(**raw)
+
+
+#: Scheme names a user-added map may not take (the built-in schemes of user_segments_daily).
+RESERVED_SCHEMES: frozenset[str] = frozenset(
+    {"rfm_segment", "value_tier", "lifecycle_stage", "ops_tier", "cluster"}
+)
+_AXIS_COLUMNS = {"r": "recency", "f": "frequency", "m": "monetary"}
+
+
+def _custom_map(name: str, raw: Mapping[str, Any], rfm: Mapping[str, Any]) -> SegmentMap:
+    """A user-added map over any of the R, F, M score axes (see ``rules.maps`` in the yml)."""
+    if not name.isidentifier() or name != name.lower() or name in RESERVED_SCHEMES:
+        raise ValueError(f"map {name!r}: use a new lower_snake_case scheme name")
+    axes = tuple(str(a) for a in raw["axes"])
+    if not axes or len(set(axes)) != len(axes) or not set(axes) <= set(_AXIS_COLUMNS):
+        raise ValueError(f"map {name}: axes must be distinct names among r, f, m")
+    domains = tuple(tuple(range(1, _score_rule(rfm[_AXIS_COLUMNS[a]]).levels + 1)) for a in axes)
+    cells = []
+    for cell in raw["cells"]:
+        values = []
+        for axis in axes:
+            if axis not in cell:
+                raise ValueError(f"map {name}, {cell.get('key')}: no range for axis {axis}")
+            bounds = cell[axis]
+            lo, hi = (bounds, bounds) if isinstance(bounds, int) else (bounds[0], bounds[1])
+            values.append(frozenset(range(int(lo), int(hi) + 1)))
+        cells.append(MapCell(str(cell["key"]), str(cell["label_zh"]), tuple(values)))
+    return SegmentMap(name=name, axes=axes, domains=domains, cells=tuple(cells))
+
+
+def spec_maps(spec: SegmentationSpec) -> tuple[SegmentMap, ...]:
+    """Every map of the spec: the R x F map, the 8-type value tiers and any user-added map.
+
+    The value tiers are a map too: over the high/low grid of R, F and M. Checks and tests iterate
+    this tuple, so a map a user adds under ``rules.maps`` is checked like the shipped ones.
+    """
+    rules = spec.rules
+    rf = SegmentMap(
+        name="rfm_segment",
+        axes=("r", "f"),
+        domains=(
+            tuple(range(1, rules.recency.levels + 1)),
+            tuple(range(1, rules.frequency.levels + 1)),
+        ),
+        cells=tuple(
+            MapCell(
+                m.key,
+                m.label_zh,
+                (frozenset(range(m.r[0], m.r[1] + 1)), frozenset(range(m.f[0], m.f[1] + 1))),
+            )
+            for m in rules.rf_map
+        ),
+    )
+    level = ("high", "low")
+    tiers = SegmentMap(
+        name="value_tier",
+        axes=("r", "f", "m"),
+        domains=(level, level, level),
+        cells=tuple(
+            MapCell(
+                t.key,
+                t.label_zh,
+                tuple(frozenset({"high" if h else "low"}) for h in (t.r_high, t.f_high, t.m_high)),
+            )
+            for t in rules.value_tiers
+        ),
+    )
+    return (rf, tiers, *rules.custom_maps)
+
+
+def map_partition_problems(segment_map: SegmentMap) -> list[str]:
+    """One message per grid cell matched by no map cell or by several ("r=5 f=4: unmatched").
+
+    Empty when the map is an exact partition of its grid. Works for any number of axes.
+    """
+    problems: list[str] = []
+    for point in itertools.product(*segment_map.domains):
+        hits = segment_map.matches(point)
+        where = " ".join(f"{a}={v}" for a, v in zip(segment_map.axes, point, strict=True))
+        if not hits:
+            problems.append(f"{where}: unmatched")
+        elif len(hits) > 1:
+            problems.append(f"{where}: matched by {', '.join(hits)}")
+    return problems
+
+
+def check_spec_maps(spec: SegmentationSpec) -> dict[str, list[str]]:
+    """Partition problems of every map of the spec, by scheme (an empty list = exact)."""
+    return {m.name: map_partition_problems(m) for m in spec_maps(spec)}
 
 
 def check_map_partition(
@@ -395,16 +594,20 @@ def check_map_partition(
     Returns one message per unmatched or multiply matched cell (empty list when the map is an
     exact partition), so a bad edit of the spec names the exact cells to fix.
     """
-    problems: list[str] = []
-    f_list = list(f_values)
-    for r in r_values:
-        for f in f_list:
-            hits = [rule.key for rule in map_spec if rule.covers(r, f)]
-            if not hits:
-                problems.append(f"r={r} f={f}: unmatched")
-            elif len(hits) > 1:
-                problems.append(f"r={r} f={f}: matched by {', '.join(hits)}")
-    return problems
+    segment_map = SegmentMap(
+        name="rf_map",
+        axes=("r", "f"),
+        domains=(tuple(r_values), tuple(f_values)),
+        cells=tuple(
+            MapCell(
+                m.key,
+                m.label_zh,
+                (frozenset(range(m.r[0], m.r[1] + 1)), frozenset(range(m.f[0], m.f[1] + 1))),
+            )
+            for m in map_spec
+        ),
+    )
+    return map_partition_problems(segment_map)
 
 
 def segment_catalog(spec: SegmentationSpec) -> pl.DataFrame:
@@ -417,6 +620,9 @@ def segment_catalog(spec: SegmentationSpec) -> pl.DataFrame:
     rows += [("value_tier", rules.prospect.key, rules.prospect.label_zh)]
     rows += [("lifecycle_stage", lab.key, lab.label_zh) for lab in rules.lifecycle.labels]
     rows += [("ops_tier", lab.key, lab.label_zh) for lab in rules.ops_tiers.labels]
+    for custom in rules.custom_maps:
+        rows += [(custom.name, cell.key, cell.label_zh) for cell in custom.cells]
+        rows += [(custom.name, rules.prospect.key, rules.prospect.label_zh)]
     frame = pl.DataFrame(rows, schema=["scheme", "key", "label_zh"], orient="row").unique(
         subset=["scheme", "key"], keep="first", maintain_order=True
     )
@@ -725,3 +931,331 @@ def _assert_partition(out: pl.DataFrame, n_users: int) -> None:
     nulls = {c: n for c in keys if (n := out.get_column(c).null_count())}
     if out.height != n_users or nulls:
         raise RuntimeError(f"rule segments are not a partition: rows={out.height}, nulls={nulls}")
+
+
+# --------------------------------------------------------------------------------------------
+# User-added maps (long format: one row per user and map)
+# --------------------------------------------------------------------------------------------
+
+CUSTOM_SEGMENT_COLUMNS: tuple[str, ...] = ("user_id", "scheme", "segment", "segment_label")
+_SCORE_COLUMNS = {"r": "r_score", "f": "f_score", "m": "m_score"}
+
+
+def assign_custom_maps(segments: pl.DataFrame, spec: SegmentationSpec) -> pl.DataFrame:
+    """Every user's segment in each user-added map (``rules.maps``), from the R/F/M scores.
+
+    ``segments`` is the output of :func:`assign_rule_segments`. Returns one row per user and map
+    (:data:`CUSTOM_SEGMENT_COLUMNS`); non-customers (NULL scores) get the prospect key. Empty
+    (with that schema) when the spec has no user-added map.
+    """
+    prospect = spec.rules.prospect
+    frames = []
+    for custom in spec.rules.custom_maps:
+        score_cols = [_SCORE_COLUMNS[a] for a in custom.axes]
+        cells = pl.DataFrame(
+            [
+                (*point, cell.key, cell.label_zh)
+                for cell in custom.cells
+                for point in itertools.product(*(sorted(v) for v in cell.values))
+            ],
+            schema={**dict.fromkeys(score_cols, pl.Int8), "_key": pl.Utf8, "_zh": pl.Utf8},
+            orient="row",
+        )
+        joined = segments.select("user_id", *score_cols).join(
+            cells, on=score_cols, how="left", maintain_order="left"
+        )
+        customer = pl.all_horizontal([pl.col(c).is_not_null() for c in score_cols])
+        frames.append(
+            joined.select(
+                "user_id",
+                pl.lit(custom.name).alias("scheme"),
+                pl.when(customer)
+                .then(pl.col("_key"))
+                .otherwise(pl.lit(prospect.key))
+                .alias("segment"),
+                pl.when(customer)
+                .then(pl.col("_zh"))
+                .otherwise(pl.lit(prospect.label_zh))
+                .alias("segment_label"),
+            )
+        )
+    if not frames:
+        return pl.DataFrame(schema=dict.fromkeys(CUSTOM_SEGMENT_COLUMNS, pl.Utf8))
+    out = pl.concat(frames)
+    if out.get_column("segment").null_count():
+        raise RuntimeError("a user-added map left users unlabelled: check_spec_maps first")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reasons: why a user holds a segment, in one short line per scheme
+# --------------------------------------------------------------------------------------------
+
+RULE_REASON_COLUMNS: tuple[str, ...] = (
+    "rfm_reason",
+    "value_tier_reason",
+    "lifecycle_reason",
+    "ops_tier_reason",
+)
+
+
+def _num(expr: pl.Expr) -> pl.Expr:
+    """A number as short text: integers without decimals, others rounded to 2 decimals."""
+    value = expr.cast(pl.Float64)
+    return (
+        pl.when(value == value.round(0))
+        .then(value.round(0).cast(pl.Int64).cast(pl.Utf8))
+        .otherwise(value.round(2).cast(pl.Utf8))
+    )
+
+
+def explain_rule_segments(
+    features: pl.DataFrame,
+    segments: pl.DataFrame,
+    spec: SegmentationSpec,
+    cuts: RuleCuts | None = None,
+) -> pl.DataFrame:
+    """One short reason per rule scheme and user, with the user's own values and the cut points.
+
+    For example ``rfm_reason`` "R=5 (12 days), F=4 (5 orders), M=3 (230.5)" and
+    ``lifecycle_reason`` "last order 120 days ago (91-180 days: at risk)". ``segments`` is the
+    output of :func:`assign_rule_segments` for the same ``features`` (same row order) and
+    ``cuts`` the cut points it used (default: recomputed from ``features``). Returns ``user_id``
+    and :data:`RULE_REASON_COLUMNS`. Vectorised polars, no Python loop over users.
+    """
+    if features.get_column("user_id").to_list() != segments.get_column("user_id").to_list():
+        raise ValueError("features and segments must list the same users in the same order")
+    rules = spec.rules
+    cuts = cuts if cuts is not None else compute_cuts(features, spec)
+    lc = rules.lifecycle
+    ops = rules.ops_tiers
+    frame = pl.concat(
+        [
+            features.select(
+                pl.col(rules.recency.column).cast(pl.Float64).alias("_rec"),
+                pl.col(rules.frequency.column).cast(pl.Float64).alias("_freq"),
+                pl.col(rules.monetary.column).cast(pl.Float64).alias("_mon"),
+                pl.col("tenure_days").cast(pl.Int64).alias("_tenure"),
+                pl.col("customer_age_days").cast(pl.Int64).alias("_age"),
+                _gap_expr(features, lc.reactivation_gap_column).alias("_gap"),
+                pl.col("days_since_last_active")
+                .cast(pl.Int64)
+                .fill_null(pl.col("tenure_days").cast(pl.Int64))
+                .alias("_inactive"),
+                _customer_mask().alias("_cust"),
+            ),
+            segments,
+        ],
+        how="horizontal",
+    )
+    no_order = pl.lit("no completed order")
+    rfm = pl.format(
+        "R={} ({} days), F={} ({} orders), M={} ({})",
+        "r_score",
+        _num(pl.col("_rec")),
+        "f_score",
+        _num(pl.col("_freq")),
+        "m_score",
+        _num(pl.col("_mon")),
+    )
+
+    def versus(value: str, threshold: float | None, higher_is_better: bool, unit: str) -> pl.Expr:
+        if threshold is None:
+            return pl.lit("")
+        t = _num(pl.lit(threshold))
+        v = _num(pl.col(value))
+        better = (pl.col(value) > threshold) if higher_is_better else (pl.col(value) < threshold)
+        op_high, op_low = (">", "<=") if higher_is_better else ("<", ">=")
+        return (
+            pl.when(better)
+            .then(pl.format("high ({} {} {}{})", v, pl.lit(op_high), t, pl.lit(unit)))
+            .otherwise(pl.format("low ({} {} {}{})", v, pl.lit(op_low), t, pl.lit(unit)))
+        )
+
+    tier = pl.format(
+        "R {}, F {}, M {}",
+        versus("_rec", cuts.recency_threshold, rules.recency.higher_is_better, " days"),
+        versus("_freq", cuts.frequency_threshold, rules.frequency.higher_is_better, " orders"),
+        versus("_mon", cuts.monetary_threshold, rules.monetary.higher_is_better, ""),
+    )
+    rec = _num(pl.col("_rec"))
+    stage = pl.col("lifecycle_stage")
+    lifecycle = (
+        pl.when((stage == "new") & pl.col("_cust"))
+        .then(pl.format("first order {} days ago (new: <= {} days)", "_age", pl.lit(lc.new_days)))
+        .when(stage == "new")
+        .then(
+            pl.format(
+                "first seen {} days ago, no order yet (new: <= {} days)",
+                "_tenure",
+                pl.lit(lc.new_days),
+            )
+        )
+        .when(stage == "prospect")
+        .then(pl.format("no completed order in the {} days since first seen", "_tenure"))
+        .when(stage == "reactivated")
+        .then(
+            pl.format(
+                "ordered {} days ago after a {}-day gap (> {} days)",
+                rec,
+                "_gap",
+                pl.lit(lc.active_days),
+            )
+        )
+        .when(stage == "active")
+        .then(pl.format("last order {} days ago (active: <= {} days)", rec, pl.lit(lc.active_days)))
+        .when(stage == "at_risk")
+        .then(
+            pl.format(
+                "last order {} days ago (at risk: {}-{} days)",
+                rec,
+                pl.lit(lc.active_days + 1),
+                pl.lit(lc.at_risk_days),
+            )
+        )
+        .when(stage == "dormant")
+        .then(
+            pl.format(
+                "last order {} days ago (dormant: {}-{} days)",
+                rec,
+                pl.lit(lc.at_risk_days + 1),
+                pl.lit(lc.dormant_days),
+            )
+        )
+        .otherwise(
+            pl.format("last order {} days ago (lost: > {} days)", rec, pl.lit(lc.dormant_days))
+        )
+    )
+    tier_col = pl.col("ops_tier")
+    ops_tier = (
+        pl.when(tier_col == "high_value")
+        .then(
+            pl.format(
+                "ordered {} days ago (<= {}), M={} (>= {})",
+                rec,
+                pl.lit(lc.active_days),
+                "m_score",
+                pl.lit(ops.high_value_min_m_score),
+            )
+        )
+        .when(tier_col == "active")
+        .then(
+            pl.format(
+                "ordered {} days ago (<= {}), M={} (< {})",
+                rec,
+                pl.lit(lc.active_days),
+                "m_score",
+                pl.lit(ops.high_value_min_m_score),
+            )
+        )
+        .when(tier_col == "potential")
+        .then(
+            pl.format(
+                "no order in {} days, last active {} days ago (<= {})",
+                pl.lit(lc.active_days),
+                "_inactive",
+                pl.lit(ops.silent_days),
+            )
+        )
+        .when(tier_col == "silent")
+        .then(
+            pl.format(
+                "inactive for {} days (silent: {}-{})",
+                "_inactive",
+                pl.lit(ops.silent_days + 1),
+                pl.lit(lc.dormant_days),
+            )
+        )
+        .otherwise(
+            pl.format("inactive for {} days (churned: > {})", "_inactive", pl.lit(lc.dormant_days))
+        )
+    )
+    return frame.select(
+        "user_id",
+        pl.when(pl.col("_cust")).then(rfm).otherwise(no_order).alias("rfm_reason"),
+        pl.when(pl.col("_cust")).then(tier).otherwise(no_order).alias("value_tier_reason"),
+        lifecycle.alias("lifecycle_reason"),
+        ops_tier.alias("ops_tier_reason"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Previous segment and last-change date (carried from the previous snapshot)
+# --------------------------------------------------------------------------------------------
+
+#: Scheme columns of user_segments_daily that carry a previous segment and a "since" date.
+TRACKED_SCHEMES: tuple[str, ...] = (
+    "rfm_segment",
+    "value_tier",
+    "lifecycle_stage",
+    "ops_tier",
+    "cluster_id",
+)
+
+
+def change_columns(scheme: str) -> tuple[str, str]:
+    """Names of the previous-segment and since-date columns of a scheme column."""
+    return f"previous_{scheme}", f"{scheme}_since"
+
+
+def carry_segment_changes(
+    current: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    day: Any,
+    previous_day: Any | None,
+) -> pl.DataFrame:
+    """Add ``previous_<scheme>`` and ``<scheme>_since`` for every scheme in TRACKED_SCHEMES.
+
+    ``current`` holds the users of snapshot ``day``; ``previous`` the rows of the snapshot just
+    before (``previous_day``), with the same columns, or None. ``<scheme>_since`` is the first
+    snapshot date of the user's current membership spell (the last change; the user's first
+    snapshot if it never changed) and ``previous_<scheme>`` the segment before that change
+    (NULL if none). Rerunning a day gives the same rows as long as the snapshot before it is
+    unchanged, the same contract as the dbt history model built from the same snapshots.
+    """
+    day_lit = pl.lit(day, dtype=pl.Date)
+    schemes = [s for s in TRACKED_SCHEMES if s in current.columns]
+    if previous is None or previous.is_empty():
+        return current.with_columns(
+            *[pl.lit(None, dtype=current.schema[s]).alias(change_columns(s)[0]) for s in schemes],
+            *[day_lit.alias(change_columns(s)[1]) for s in schemes],
+        )
+    prior_cols = []
+    for s in schemes:
+        prev_col, since_col = change_columns(s)
+        prior_cols.append(pl.col(s).cast(current.schema[s]).alias(f"_p_{s}"))
+        prior_cols.append(
+            (
+                pl.col(prev_col).cast(current.schema[s])
+                if prev_col in previous.columns
+                else pl.lit(None, dtype=current.schema[s])
+            ).alias(f"_pp_{s}")
+        )
+        prior_cols.append(
+            (
+                pl.col(since_col).cast(pl.Date)
+                if since_col in previous.columns
+                else pl.lit(None, dtype=pl.Date)
+            )
+            .fill_null(pl.lit(previous_day, dtype=pl.Date))
+            .alias(f"_ps_{s}")
+        )
+    prior = previous.select(pl.col("user_id"), pl.lit(True).alias("_seen"), *prior_cols)
+    joined = current.join(prior, on="user_id", how="left", maintain_order="left")
+    seen = pl.col("_seen").fill_null(False)
+    exprs = []
+    for s in schemes:
+        prev_col, since_col = change_columns(s)
+        same = seen & (pl.col(s).eq_missing(pl.col(f"_p_{s}")))
+        exprs.append(
+            pl.when(same)
+            .then(pl.col(f"_pp_{s}"))
+            .when(seen)
+            .then(pl.col(f"_p_{s}"))
+            .otherwise(None)
+            .alias(prev_col)
+        )
+        exprs.append(pl.when(same).then(pl.col(f"_ps_{s}")).otherwise(day_lit).alias(since_col))
+    return joined.with_columns(exprs).select(
+        *current.columns, *[c for s in schemes for c in change_columns(s)]
+    )

@@ -14,8 +14,16 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 
 DEFAULT_HOME = ".strata"
 DEFAULT_PARTITION_START = "2020-01-01"
-# Only for the generated sample data; issue #5 makes a missing salt an error for real sources.
+# Only for the generated sample data: for any other data a missing salt is an error.
 SAMPLE_PII_SALT = "strata-sample-data-salt"
+DEFAULT_MAX_REJECT_SHARE = 0.10
+DEFAULT_MAX_STALENESS_DAYS = 7.0
+# Written by the source mapping stage into the landing folder (see lib/sources.py).
+MAPPING_MANIFEST = ".mapping.json"
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or malformed; the message says which and how."""
 
 
 @dataclass(frozen=True)
@@ -67,21 +75,113 @@ def strata_paths(override: str | Path | None = None) -> StrataPaths:
     return StrataPaths(strata_home(override))
 
 
+def earliest_landed_day(landing: Path) -> date | None:
+    """The first `date=YYYY-MM-DD` directory of any table under `landing`, if any."""
+    days = []
+    if landing.is_dir():
+        for table_dir in landing.iterdir():
+            if not table_dir.is_dir():
+                continue
+            for child in table_dir.iterdir():
+                if child.name.startswith("date=") and child.is_dir():
+                    try:
+                        days.append(date.fromisoformat(child.name[5:]))
+                    except ValueError:
+                        continue
+    return min(days) if days else None
+
+
 def partition_start() -> str:
-    """First day of the daily partitions; set it earlier for historical data (CDNOW: 1997-01-01)."""
-    value = os.environ.get("STRATA_PARTITION_START", DEFAULT_PARTITION_START)
-    date.fromisoformat(value)  # fail at load with the variable's value rather than deep in Dagster
+    """First day of the daily partitions (read once, when the Dagster definitions load).
+
+    STRATA_PARTITION_START when set; otherwise 2020-01-01, or the first landed day under
+    STRATA_HOME when that is earlier, so historical data (CDNOW: 1997) needs no setting.
+    """
+    value = os.environ.get("STRATA_PARTITION_START", "").strip()
+    if value:
+        try:
+            date.fromisoformat(value)
+        except ValueError as exc:  # fail at load with the value rather than deep in Dagster
+            raise SettingsError(
+                f"STRATA_PARTITION_START must be a date (YYYY-MM-DD), got {value!r}"
+            ) from exc
+        return value
+    earliest = earliest_landed_day(strata_paths().landing)
+    default = date.fromisoformat(DEFAULT_PARTITION_START)
+    return min(default, earliest).isoformat() if earliest else DEFAULT_PARTITION_START
+
+
+def _float_env(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
-def export_runtime_environment(home: Path) -> None:
-    """Set the variables that dbt and Dagster subprocesses read, before any run starts."""
+def max_reject_share() -> float:
+    """Largest share of a day's rows that may be quarantined before the run stops (0..1)."""
+    return _float_env("STRATA_MAX_REJECT_SHARE", DEFAULT_MAX_REJECT_SHARE, 0.0, 1.0)
+
+
+def max_staleness_days() -> float:
+    """Longest time without a new order or event before a day counts as stale (days)."""
+    return _float_env("STRATA_MAX_STALENESS_DAYS", DEFAULT_MAX_STALENESS_DAYS, 0.0, 36_500.0)
+
+
+def sources_file() -> Path | None:
+    """The source mapping YAML named by STRATA_SOURCES, if any."""
+    raw = os.environ.get("STRATA_SOURCES", "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def sample_data_mode(home: Path) -> bool:
+    """True when the landing data is the generated sample (`strata generate` wrote the hidden
+    truth and no source mapping has been staged): the only case with a built-in PII salt."""
+    paths = StrataPaths(home)
+    return (paths.truth / "archetypes.parquet").exists() and not (
+        paths.landing / MAPPING_MANIFEST
+    ).exists()
+
+
+def require_pii_salt(home: Path) -> None:
+    """Raise unless STRATA_PII_SALT is set (or the home holds generated sample data)."""
+    if os.environ.get("STRATA_PII_SALT", "").strip() or sample_data_mode(home):
+        return
+    raise SettingsError(
+        "STRATA_PII_SALT is not set. It is the secret key of the email/phone pseudonyms in "
+        "staging; only the generated sample data has a built-in one. Set it, e.g. "
+        "`export STRATA_PII_SALT=$(python -c 'import secrets; print(secrets.token_hex(32))')`, "
+        "keep it secret and keep it stable (a new salt changes every hash)."
+    )
+
+
+def export_runtime_environment(home: Path, sample_data: bool | None = None) -> None:
+    """Set the variables that dbt and Dagster subprocesses read, before any run starts.
+
+    The sample-data salt is only filled in for generated sample data (`sample_data`, by
+    default detected from `home`); for real data a missing STRATA_PII_SALT stays missing and
+    `require_pii_salt` / dbt's `pii_hash` refuse to run.
+    """
+    if sample_data is None:
+        sample_data = sample_data_mode(home)
     defaults = {
-        "STRATA_PII_SALT": SAMPLE_PII_SALT,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "GX_ANALYTICS_ENABLED": "false",
         "DAGSTER_HOME": str(StrataPaths(home).dagster_home),
+        # A catch-up over N days is one run: one "planned" event per asset instead of N (on
+        # SQLite each event costs a disk sync; a year of CDNOW is ~5,000 fewer). Trade-off:
+        # Dagster then does not mark a failed run's partitions as failed, they stay missing
+        # and `strata run` ingests them again.
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
     }
+    if sample_data:
+        defaults["STRATA_PII_SALT"] = SAMPLE_PII_SALT
     os.environ["STRATA_HOME"] = str(home)
     for name, value in defaults.items():
         if not os.environ.get(name):  # an empty line copied from .env.example counts as unset

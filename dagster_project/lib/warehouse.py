@@ -75,3 +75,68 @@ def read_frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
 ) -> pl.DataFrame:
     return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
+
+
+def replace_rows(
+    con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame, column: str, value: Any
+) -> int:
+    """Replace the rows whose `column` equals `value` in one transaction (e.g. one model
+    version's rows); creates the table from the frame on first write, inserts by name."""
+    add_missing_columns(con, relation, frame)
+    schema, _ = relation.split(".")
+    con.execute(f"create schema if not exists {schema}")
+    con.register("__rows", frame.to_arrow())
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create table if not exists {relation} as select * from __rows limit 0")
+        con.execute(f"delete from {relation} where {column} = ?", [value])
+        con.execute(f"insert into {relation} by name select * from __rows")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("__rows")
+    return frame.height
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame) -> int:
+    """Replace a whole small table (a catalog) atomically with the frame's rows and schema."""
+    schema, _ = relation.split(".")
+    con.execute(f"create schema if not exists {schema}")
+    con.register("__table", frame.to_arrow())
+    try:
+        con.execute(f"create or replace table {relation} as select * from __table")
+    finally:
+        con.unregister("__table")
+    return frame.height
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame) -> None:
+    """Add the frame's columns that an existing table lacks (NULL in older rows), so a table
+    written by an earlier release accepts rows with new columns."""
+    schema, table = relation.split(".")
+    if not table_exists(con, schema, table):
+        return
+    existing = {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    missing = [c for c in frame.columns if c not in existing]
+    if not missing:
+        return
+    con.register("__columns", frame.head(0).to_arrow())
+    try:
+        types = dict(
+            con.execute(
+                "select column_name, column_type from (describe select * from __columns)"
+            ).fetchall()
+        )
+    finally:
+        con.unregister("__columns")
+    for column in missing:
+        con.execute(f'alter table {relation} add column "{column}" {types[column]}')

@@ -1,4 +1,5 @@
-"""BG/NBD and Gamma-Gamma: published CDNOW figures, lifetimes parity, hand-computed values, edges.
+"""BG/NBD, Pareto/NBD and Gamma-Gamma: published CDNOW figures, lifetimes parity, independent
+computations (quadrature, exact series, Monte Carlo), edges.
 
 CDNOW_sample.txt (2,357 customers, Fader, Hardie & Lee 2005) ships with the `lifetimes` dev
 dependency. `lifetimes.datasets` is not imported (it needs pkg_resources, gone from current
@@ -23,6 +24,7 @@ from scipy.special import betaincinv
 from dagster_project.lib.clv import (
     BetaGeoModel,
     GammaGammaModel,
+    ParetoNBDModel,
     discounted_expected_purchases,
     fitted_params_summary,
 )
@@ -420,3 +422,294 @@ def test_estimator_shape_and_pickling(cdnow_bgf: BetaGeoModel) -> None:
     assert len(pickle.dumps(cdnow_bgf)) < 2_000  # no training data kept
     summary = fitted_params_summary(cdnow_bgf)
     assert set(summary) >= {"r", "alpha", "a", "b", "log_likelihood", "converged"}
+
+
+# ---- CDNOW: repeat-purchase totals and the BG/NBD holdout forecast table -------------------------
+
+PUBLISHED_PNBD = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+PUBLISHED_PNBD_LL = -9595.0
+# FHL 2005, conditional expectation of holdout purchases by calibration frequency 0..6, 7+
+PUBLISHED_BGNBD_BY_FREQUENCY = (0.225, 0.523, 1.044, 1.520, 2.164, 2.654, 3.504, 6.157)
+HOLDOUT_WEEKS = 39.0
+
+
+@pytest.fixture(scope="module")
+def cdnow_holdout(cdnow: pl.DataFrame) -> np.ndarray:
+    """Repeat purchase days per customer in the 39-week holdout (same-day transactions = one)."""
+    raw = np.loadtxt(_cdnow_path())
+    later = raw[raw[:, 2] > 19970930]
+    days = pl.DataFrame({"customer": later[:, 0].astype(np.int64), "day": later[:, 2]}).unique()
+    counts = days.group_by("customer").len()
+    joined = cdnow.select("customer").join(counts, on="customer", how="left")
+    return joined["len"].fill_null(0).to_numpy().astype(float)
+
+
+def test_cdnow_sample_repeat_purchase_totals(cdnow: pl.DataFrame, cdnow_holdout) -> None:
+    assert cdnow["frequency"].sum() == 2457
+    assert cdnow_holdout.sum() == 1882
+
+
+def test_bgnbd_reproduces_the_published_holdout_forecast_by_frequency(
+    cdnow: pl.DataFrame, cdnow_bgf: BetaGeoModel
+) -> None:
+    """FHL 2005's table, including the known under-forecast of the holdout (~12%)."""
+    predicted = cdnow_bgf.conditional_expected_number_of_purchases_up_to_time(
+        HOLDOUT_WEEKS, cdnow["frequency"], cdnow["recency"], cdnow["T"]
+    )
+    groups = np.minimum(cdnow["frequency"].to_numpy(), 7)
+    means = [predicted[groups == g].mean() for g in range(8)]
+    # published to 3 decimals: within half a unit of the last digit (plus float noise)
+    np.testing.assert_allclose(means, PUBLISHED_BGNBD_BY_FREQUENCY, atol=0.0005 + 1e-9)
+    assert predicted.sum() / 1882 - 1 == pytest.approx(-0.121, abs=0.002)
+
+
+@pytest.fixture(scope="module")
+def cdnow_pnbd(cdnow: pl.DataFrame) -> ParetoNBDModel:
+    return ParetoNBDModel().fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+def test_pareto_nbd_reproduces_published_cdnow_fit(cdnow_pnbd: ParetoNBDModel) -> None:
+    for name, published in PUBLISHED_PNBD.items():
+        assert cdnow_pnbd.params_[name] == pytest.approx(published, rel=0.005), name
+    assert cdnow_pnbd.log_likelihood_ == pytest.approx(PUBLISHED_PNBD_LL, abs=0.1)
+    assert cdnow_pnbd.converged_
+
+
+def test_pareto_weighted_triples_and_time_unit(
+    cdnow: pl.DataFrame, cdnow_pnbd: ParetoNBDModel
+) -> None:
+    triples = cdnow.group_by("frequency", "recency", "T").agg(pl.len().alias("n"))
+    grouped = ParetoNBDModel().fit(
+        triples["frequency"], triples["recency"], triples["T"], weights=triples["n"]
+    )
+    assert grouped.params_ == pytest.approx(cdnow_pnbd.params_, rel=1e-5)
+    assert grouped.log_likelihood_ == pytest.approx(cdnow_pnbd.log_likelihood_, abs=1e-6)
+    in_days = ParetoNBDModel().fit(cdnow["frequency"], cdnow["recency"] * 7, cdnow["T"] * 7)
+    for name, factor in (("r", 1), ("alpha", 7), ("s", 1), ("beta", 7)):
+        assert in_days.params_[name] == pytest.approx(cdnow_pnbd.params_[name] * factor, rel=1e-5)
+
+
+def test_pareto_matches_lifetimes_fit_and_predictions(cdnow: pl.DataFrame) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pandas as pd
+        from lifetimes import ParetoNBDFitter
+
+    small = cdnow.head(600)
+    x, tx, T = (small[c].to_numpy() for c in ("frequency", "recency", "T"))
+    ours = ParetoNBDModel().fit(x, tx, T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ParetoNBDFitter().fit(x, tx, T)
+    assert ours.params_ == pytest.approx(theirs.params_.to_dict(), rel=1e-3)
+    theirs.params_ = pd.Series(ours.params_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(
+            ours.conditional_probability_alive(x, tx, T),
+            theirs.conditional_probability_alive(x, tx, T),
+            rtol=1e-9,
+        )
+        for t in (1.0, 39.0, 520.0):
+            np.testing.assert_allclose(
+                ours.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T),
+                theirs.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T),
+                rtol=1e-8,
+            )
+
+
+# ---- Pareto/NBD against independent computations -------------------------------------------------
+
+
+def _pnbd(**params: float) -> ParetoNBDModel:
+    m = ParetoNBDModel()
+    m.params_ = dict(params)
+    return m
+
+
+def _pnbd_likelihood_by_quadrature(r, alpha, s, beta, x, tx, T) -> float:
+    """Schmittlein et al.'s likelihood with its integral done by adaptive quadrature:
+    G(r+x)/G(r) a^r b^s [(a+T)^-(r+x) (b+T)^-s + s int_tx^T (a+t)^-(r+x) (b+t)^-(s+1) dt]."""
+    integral = integrate.quad(
+        lambda t: (alpha + t) ** -(r + x) * (beta + t) ** -(s + 1),
+        tx,
+        T,
+        epsabs=0,
+        epsrel=1e-12,
+        limit=200,
+    )[0]
+    alive = (alpha + T) ** -(r + x) * (beta + T) ** -s
+    return (
+        math.lgamma(r + x) - math.lgamma(r) + r * math.log(alpha) + s * math.log(beta)
+        + math.log(alive + s * integral)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("r", "alpha", "s", "beta"),
+    [
+        (0.55, 10.6, 0.61, 11.7),  # CDNOW-like, alpha < beta
+        (0.8, 40.0, 1.3, 5.0),  # alpha > beta
+        (1.0, 7.0, 0.5, 7.0),  # alpha == beta: z = 0
+        (0.999, 0.05, 2.0, 60.0),  # z near 1 and b = r near 1 (scipy's hyp2f1 fails here)
+        (3.0, 2.0, 1.0, 900.0),  # integer-ish parameters, z near 1
+    ],
+)
+def test_pareto_likelihood_against_quadrature(r, alpha, s, beta) -> None:
+    m = _pnbd(r=r, alpha=alpha, s=s, beta=beta)
+    for x, tx, T in [
+        (0, 0.0, 30.0),
+        (1, 2.0, 30.0),
+        (4, 25.0, 31.0),
+        (12, 0.5, 40.0),
+        (2, 9.0, 9.0),
+    ]:
+        expected = _pnbd_likelihood_by_quadrature(r, alpha, s, beta, x, tx, T)
+        assert m.log_likelihood([x], [tx], [T]) == pytest.approx(expected, abs=1e-9), (x, tx, T)
+
+
+def test_hypergeometric_tail_against_a_40_digit_series() -> None:
+    """ln 2F1(a, b; a+1; z) over the regimes the optimiser visits, vs exact decimal arithmetic."""
+    from decimal import Decimal, getcontext
+
+    from dagster_project.lib.clv import _log_hyp2f1_tail
+
+    getcontext().prec = 40
+
+    def exact(a: float, b: float, z: float) -> float:
+        a_, b_, z_ = Decimal(a), Decimal(b), Decimal(z)
+        term, total, k = Decimal(1), Decimal(1), 0
+        while True:
+            term = term * (b_ + k) / (k + 1) * z_
+            k += 1
+            step = term * a_ / (a_ + k)
+            total += step
+            if step < Decimal("1e-30") * total:
+                return float(total.ln())
+
+    cases = [
+        (0.6, 0.5, 0.1),
+        (250.0, 1.0 + 1e-7, 0.97),  # b ~ 1, z near 1: the logarithmic case
+        (3.0, 0.999999, 0.9),
+        (40.0, 30.0, 0.6),  # Euler branch, large b
+        (0.3, 1.2, 0.95),
+        (1200.0, 0.2, 0.8),
+        (2.0, 3.0, 0.7499),  # either side of the series / quadrature switch
+        (2.0, 3.0, 0.7501),
+    ]
+    for a, b, z in cases:
+        got = float(_log_hyp2f1_tail(np.array([a]), np.array([b]), np.array([z]), np.log1p(-z))[0])
+        assert got == pytest.approx(exact(a, b, z), abs=1e-11), (a, b, z)
+
+
+def test_pareto_predictions_against_monte_carlo() -> None:
+    """Posterior given alive: lambda ~ Gamma(r+x, alpha+T), mu ~ Gamma(s, beta+T)."""
+    r, alpha, s, beta = 0.6, 11.0, 0.5, 9.0
+    m = _pnbd(r=r, alpha=alpha, s=s, beta=beta)
+    x, tx, T, t = 3, 20.0, 30.0, 26.0
+    rng = np.random.default_rng(0)
+    lam = rng.gamma(r + x, 1 / (alpha + T), 400_000)
+    mu = rng.gamma(s, 1 / (beta + T), 400_000)
+    total = lam + mu
+    quiet = np.mean(np.exp(-total * t) + mu / total * -np.expm1(-total * t))
+    bought = np.mean(lam / mu * -np.expm1(-mu * t))
+    p_alive = float(m.conditional_probability_alive(x, tx, T))
+    no_purchase = float(m.probability_no_purchase_up_to_time(t, x, tx, T))
+    assert no_purchase == pytest.approx(1 - p_alive + p_alive * quiet, abs=2e-3)
+    expected = float(m.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T))
+    assert expected == pytest.approx(p_alive * bought, rel=1e-2)
+    # P(alive) from its closed form (Fader & Hardie 2005 note): 1 / (1 + s/(r+s+x) (a+T)^(r+x)
+    # (b+T)^s A0), with A0 from the quadrature of the same integral
+    a0 = (r + s + x) * integrate.quad(
+        lambda u: (alpha + u) ** -(r + x) * (beta + u) ** -(s + 1), tx, T, epsrel=1e-12
+    )[0]
+    closed = 1 / (1 + s / (r + s + x) * (alpha + T) ** (r + x) * (beta + T) ** s * a0)
+    assert p_alive == pytest.approx(closed, rel=1e-9)
+
+
+def test_pareto_unconditional_expectation_and_limits() -> None:
+    r, alpha, s, beta = 0.6, 11.0, 0.5, 9.0
+    m = _pnbd(r=r, alpha=alpha, s=s, beta=beta)
+    t = np.array([0.0, 1.0, 52.0])
+    expected = r * beta / (alpha * (s - 1)) * (1 - (beta / (beta + t)) ** (s - 1))
+    np.testing.assert_allclose(m.expected_number_of_purchases_up_to_time(t), expected, rtol=1e-12)
+    # s == 1 is a removable singularity: the limit is r beta / alpha * ln(1 + t/beta)
+    one = _pnbd(r=r, alpha=alpha, s=1.0, beta=beta)
+    assert float(one.expected_number_of_purchases_up_to_time(10.0)) == pytest.approx(
+        r * beta / alpha * math.log1p(10.0 / beta), rel=1e-9
+    )
+    # unlike BG/NBD, a one-time buyer is not surely alive, and silence lowers P(alive)
+    fresh, stale = m.conditional_probability_alive([0, 0], [0.0, 0.0], [1.0, 100.0])
+    assert 0 < stale < fresh < 1
+    churn = m.probability_no_purchase_up_to_time(np.array([0.0, 5.0, 50.0, 5000.0]), 2, 10.0, 20.0)
+    assert churn[0] == 1.0 and np.all(np.diff(churn) < 0)
+
+
+@pytest.mark.filterwarnings("error")
+def test_pareto_degenerate_data_stays_finite() -> None:
+    zeros = np.zeros(40)
+    m = ParetoNBDModel().fit(zeros, zeros, np.arange(1.0, 41.0))
+    _assert_finite_predictions(m, zeros[:3], zeros[:3], np.array([0.0, 10.0, 100.0]))
+    single = ParetoNBDModel().fit([3.0], [20.0], [50.0])
+    _assert_finite_predictions(single, np.array([3.0]), np.array([20.0]), np.array([50.0]))
+    # homogeneous dropout (BG/NBD-generated data): s runs up the ridge to its cap, finite
+    rng = np.random.default_rng(4)
+    x = rng.poisson(2.0, 300).astype(float)
+    T = rng.uniform(50, 400, 300)
+    tx = np.where(x > 0, rng.uniform(0, 1, 300) * T, 0.0)
+    m = ParetoNBDModel().fit(x, tx, T)
+    assert m.params_["r"] <= math.exp(10) * 1.0001 and m.params_["s"] <= math.exp(10) * 1.0001
+    _assert_finite_predictions(m, x, tx, T)
+
+
+def test_pareto_estimator_shape_and_pickling(cdnow_pnbd: ParetoNBDModel) -> None:
+    m = ParetoNBDModel(penalizer=0.01)
+    assert vars(m) == {"penalizer": 0.01, "max_iter": 2000}
+    assert m.fit([0, 1, 2], [0.0, 1.0, 2.0], [3.0, 3.0, 3.0]) is m
+    clone = pickle.loads(pickle.dumps(cdnow_pnbd))
+    assert clone.params_ == cdnow_pnbd.params_
+    assert len(pickle.dumps(cdnow_pnbd)) < 2_000
+    assert set(fitted_params_summary(cdnow_pnbd)) >= {"r", "alpha", "s", "beta", "log_likelihood"}
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ParetoNBDModel().conditional_probability_alive(1, 1.0, 2.0)
+    with pytest.raises(ValueError, match="recency <= T"):
+        ParetoNBDModel().fit([1], [5.0], [3.0])
+
+
+def test_pareto_analytic_gradient_matches_finite_differences() -> None:
+    from dagster_project.lib.clv import _pnbd_loglik, _pnbd_loglik_and_grad, _PNBDData
+
+    rng = np.random.default_rng(0)
+    x = rng.poisson(1.5, 300).astype(float)
+    T = rng.uniform(1, 40, 300)
+    tx = np.where(x > 0, rng.uniform(0, 1, 300) * T, 0.0)
+    tx[:5], x[:5] = T[:5], np.maximum(x[:5], 1)  # t_x == T: the "died" branch is empty
+    data = _PNBDData(x, tx, T, rng.integers(1, 4, 300).astype(float))
+    for params in [(0.55, 10.6, 0.61, 11.7), (0.8, 40.0, 1.3, 5.0), (0.999, 0.05, 2.0, 60.0)]:
+        ll, grad = _pnbd_loglik_and_grad(*params, data)
+        assert ll == pytest.approx(_pnbd_loglik(*params, data), abs=1e-6)
+        for i in range(4):
+            h = 1e-6 * params[i]
+            up, down = list(params), list(params)
+            up[i] += h
+            down[i] -= h
+            numeric = (_pnbd_loglik(*up, data) - _pnbd_loglik(*down, data)) / (2 * h)
+            assert grad[i] == pytest.approx(numeric, rel=1e-6, abs=1e-4), (params, i)
+
+
+def test_gamma_gamma_fast_likelihood_equals_the_reference_terms() -> None:
+    """The fit's precomputed form (one log per row) equals the textbook per-row likelihood."""
+    from dagster_project.lib.clv import _gg_fast, _gg_loglik_terms, _GGData
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, 50).astype(float)
+    m = rng.gamma(3.0, 5.0, 50)
+    w = rng.integers(1, 4, 50).astype(float)
+    ux, inv = np.unique(x, return_inverse=True)
+    w_by_x = np.bincount(inv, weights=w)
+    ref, ref_grad = _gg_loglik_terms(
+        2.5, 3.1, 7.0, ux, inv, w_by_x, x, m, w, np.log(m), np.log(x), True
+    )
+    got, got_grad = _gg_fast(2.5, 3.1, 7.0, _GGData(x, m, w, ux, w_by_x))
+    assert got == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(got_grad, ref_grad, rtol=1e-10)

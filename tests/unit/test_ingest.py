@@ -2,13 +2,16 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from dagster_project.lib.ingest import (
     IngestError,
     ingest_partition,
+    ingest_partitions,
     ingested_dates,
     landed_dates,
+    stale_dates,
 )
 
 DAY = date(2024, 3, 5)
@@ -107,3 +110,184 @@ def test_parquet_landing_files_are_read_with_row_numbers(tmp_path, con):
 
     assert (stats.rows_accepted, stats.rows_quarantined) == (1, 1)
     assert con.execute("select _source_line from quarantine.orders").fetchall() == [(2,)]
+
+
+# ----------------------------------------------------------- duplicates, orphans, kinds
+
+NEXT = date(2024, 3, 6)
+USERS_HEADER = "user_id,signup_at\n"
+
+
+def write_users(landing: Path, day: date, body: str) -> Path:
+    directory = landing / "users" / f"date={day.isoformat()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "part-00000.csv"
+    path.write_text(USERS_HEADER + body)
+    return path
+
+
+def quarantined(con, table: str = "orders") -> list[tuple]:
+    return con.execute(
+        f"select {'order_id' if table == 'orders' else 'user_id'}, _kind, _reason, "
+        f"_partition_date, _source_line from quarantine.{table} order by _partition_date, "
+        "_source_line"
+    ).fetchall()
+
+
+def test_duplicates_keep_the_first_occurrence_up_to_the_row_s_own_day(tmp_path, con):
+    write_orders(tmp_path, DAY, "o1,u1,2024-03-05 10:00:00,1.00,USD,completed\n")
+    write_orders(
+        tmp_path,
+        NEXT,
+        "o2,u1,2024-03-06 09:00:00,2.00,USD,completed\n"  # line 2
+        "o2,u1,2024-03-06 09:00:00,2.00,USD,completed\n"  # line 3: same day, later line
+        "o1,u1,2024-03-06 11:00:00,3.00,USD,completed\n",  # line 4: seen on an earlier day
+    )
+    # the later day first: o1 of 03-05 is not known yet
+    ingest_partition(con, tmp_path, "orders", NEXT, run_id="r1")
+    assert [r[:2] for r in quarantined(con)] == [("o2", "duplicate_id")]
+
+    # backfilling 03-05 afterwards accepts its o1 (a later day never makes an earlier row
+    # a duplicate), exactly as if 03-05 had been ingested first
+    ingest_partition(con, tmp_path, "orders", DAY, run_id="r2")
+    assert con.execute(
+        "select count(*) from raw.orders where _partition_date = ?", [DAY]
+    ).fetchall() == [(1,)]
+
+    # re-ingesting 03-06 now sees o1 on 03-05 and rejects its copy
+    ingest_partition(con, tmp_path, "orders", NEXT, run_id="r3")
+    rows = quarantined(con)
+    assert [(r[0], r[1], r[4]) for r in rows] == [
+        ("o2", "duplicate_id", 3),
+        ("o1", "duplicate_id", 4),
+    ]
+    assert rows[1][2] == "duplicate order_id: first seen 2024-03-05 in part-00000.csv line 2"
+
+
+def test_orphans_are_judged_only_when_the_parent_source_is_given(tmp_path, con):
+    write_orders(
+        tmp_path,
+        NEXT,
+        "o1,u1,2024-03-06 09:00:00,1.00,USD,completed\n"
+        "o2,u2,2024-03-06 09:30:00,1.00,USD,completed\n"
+        "o3,u3,2024-03-06 10:00:00,1.00,USD,completed\n",
+    )
+    # no users delivered at all (CDNOW): nobody is an orphan
+    assert ingest_partition(con, tmp_path, "orders", NEXT, "r1").rows_quarantined == 0
+
+    write_users(tmp_path, DAY, "u1,2024-03-05 08:00:00\n")
+    write_users(tmp_path, date(2024, 3, 7), "u3,2024-03-07 08:00:00\n")  # signs up later
+    for day in (DAY, date(2024, 3, 7)):
+        ingest_partition(con, tmp_path, "users", day, "r2")
+    stats = ingest_partition(con, tmp_path, "orders", NEXT, "r3")
+
+    assert (stats.rows_accepted, stats.rows_quarantined) == (1, 2)
+    assert stats.kinds == {"orphan": 2}
+    assert [(r[0], r[2]) for r in quarantined(con)] == [
+        ("o2", "orphan: user_id 'u2' not in users"),
+        ("o3", "orphan: user_id 'u3' not in users"),
+    ]
+
+
+def test_timestamps_after_the_day_are_future_and_before_it_outside(tmp_path, con):
+    write_orders(
+        tmp_path,
+        DAY,
+        "o1,u1,2024-03-09 10:00:00,1.00,USD,completed\n"
+        "o2,u1,2024-03-01 10:00:00,1.00,USD,completed\n"
+        "o3,u1,2024-03-05 10:00:00.250,1.00,USD,completed\n"  # fractional seconds are fine
+        "o4,u1,2024-03-05T10:00:00,-1,USD,completed\n",
+    )
+    stats = ingest_partition(con, tmp_path, "orders", DAY, "r1")
+    assert [(r[0], r[1]) for r in quarantined(con)] == [
+        ("o1", "future_timestamp"),
+        ("o2", "outside_partition"),
+        ("o4", "negative_amount"),
+    ]
+    assert stats.kinds == {"future_timestamp": 1, "negative_amount": 1, "outside_partition": 1}
+    assert stats.reject_share == pytest.approx(0.75)
+
+
+def test_a_range_of_days_gives_the_same_rows_as_day_by_day(tmp_path):
+    write_users(tmp_path, DAY, "u1,2024-03-05 08:00:00\nu1,2024-03-05 08:00:00\n")
+    write_orders(tmp_path, DAY, "o1,u1,2024-03-05 10:00:00,1.00,USD,completed\n")
+    write_orders(
+        tmp_path,
+        NEXT,
+        "o1,u1,2024-03-06 10:00:00,1.00,USD,completed\n"
+        "o2,u9,2024-03-06 10:00:00,x,USD,completed\n"
+        "o3,u1,2024-03-06 11:00:00,4.00,USD,refunded\n",
+    )
+
+    def rows(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+        return {
+            relation: con.execute(
+                f"select * exclude (_ingested_at, _run_id) from {relation} order by all"
+            ).fetchall()
+            for relation in ("raw.users", "raw.orders", "quarantine.users", "quarantine.orders")
+        }
+
+    day_by_day, in_one_go = duckdb.connect(), duckdb.connect()
+    for day in (DAY, NEXT):
+        ingest_partition(day_by_day, tmp_path, "users", day, "r1")
+        ingest_partition(day_by_day, tmp_path, "orders", day, "r1")
+    ingest_partitions(in_one_go, tmp_path, "users", [DAY, NEXT], "r2")
+    stats = ingest_partitions(in_one_go, tmp_path, "orders", [NEXT, DAY], "r2")
+
+    assert rows(day_by_day) == rows(in_one_go)
+    assert [(s.partition_date, s.rows_landed, s.rows_quarantined) for s in stats] == [
+        (DAY, 1, 0),
+        (NEXT, 3, 2),
+    ]
+    audit = in_one_go.execute(
+        "select partition_date, rows_landed, rows_accepted + rows_quarantined, "
+        "quarantined_by_kind from audit.ingested_partitions where table_name = 'orders' "
+        "order by 1"
+    ).fetchall()
+    assert audit == [
+        (DAY, 1, 1, "{}"),
+        (NEXT, 3, 3, '{"duplicate_id": 1, "unparseable": 1}'),
+    ]
+    day_by_day.close()
+    in_one_go.close()
+
+
+def test_mapped_parquet_keeps_the_original_file_and_line(tmp_path, con):
+    directory = tmp_path / "orders" / f"date={DAY.isoformat()}"
+    directory.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "order_id": ["o1", "o2"],
+            "user_id": ["u1", "u1"],
+            "ordered_at": ["2024-03-05 01:00:00.000000", "2024-03-05 02:00:00.000000"],
+            "amount": ["1.5", "oops"],
+            "currency": ["EUR", "EUR"],
+            "status": ["completed", "completed"],
+            "_source_file": ["/exports/shop.csv", "/exports/shop.csv"],
+            "_source_line": [40, 41],
+        }
+    ).write_parquet(directory / "mapped.parquet")
+
+    ingest_partition(con, tmp_path, "orders", DAY, "r1")
+
+    assert con.execute("select _source_file, _source_line from raw.orders").fetchall() == [
+        ("/exports/shop.csv", 40)
+    ]
+    assert con.execute(
+        "select _source_file, _source_line, amount from quarantine.orders"
+    ).fetchall() == [("/exports/shop.csv", 41, "oops")]
+
+
+def test_stale_dates_are_new_changed_or_vanished_days(tmp_path, con):
+    first = write_orders(tmp_path, DAY, "o1,u1,2024-03-05 10:00:00,1.00,USD,completed\n")
+    write_orders(tmp_path, NEXT, "o2,u1,2024-03-06 10:00:00,1.00,USD,completed\n")
+    assert stale_dates(None, tmp_path) == [DAY, NEXT]
+    for day in (DAY, NEXT):
+        ingest_partition(con, tmp_path, "orders", day, "r1")
+    assert stale_dates(con, tmp_path) == []
+
+    write_orders(
+        tmp_path, NEXT, "o2,u1,2024-03-06 10:00:00,1.00,USD,completed\no3,u1,2024-03-06,2,USD,x\n"
+    )
+    first.unlink()
+    assert stale_dates(con, tmp_path) == [DAY, NEXT]

@@ -73,3 +73,12 @@ def test_parquet_exports_split_snapshot_tables_by_date(tmp_path, working):
         f"select user_id, s from read_parquet('{tmp_path}/parquet/user_segments_daily/*/*.parquet')"
     ).fetchall()
     assert rows == [("u1", "b")]
+
+
+def test_a_copy_left_by_a_killed_publish_is_removed(tmp_path, working):
+    serving = tmp_path / "serving" / "strata.duckdb"
+    serving.parent.mkdir(parents=True)
+    (serving.parent / ".strata.duckdb.99999.tmp").write_bytes(b"half written")
+    (serving.parent / ".strata.duckdb.99999.tmp.wal").write_bytes(b"")
+    publish_serving_copy(working, serving)
+    assert sorted(p.name for p in serving.parent.iterdir()) == ["strata.duckdb"]

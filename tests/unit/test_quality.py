@@ -31,6 +31,7 @@ SUITES = [
     "raw_order_items",
     "raw_users",
     "raw_events",
+    "raw_partitions",
     "marts_fct_orders",
     "marts_fct_user_activity_daily",
     "marts_dim_users",
@@ -54,6 +55,21 @@ def _ts(*values: str) -> pd.Series:
 def _int32(*values: int | None) -> pd.Series:
     dtype = "Int32" if None in values else "int32"
     return pd.Series(list(values), dtype=dtype)
+
+
+def _raw(frame: pd.DataFrame, parent: bool = True) -> pd.DataFrame:
+    """A raw frame as the check builds it: lineage, the row's day bounds, _parent_known."""
+    n = len(frame)
+    extra = {
+        "_partition_date": _ts(*["2024-03-01"] * n),
+        "_source_file": ["part-00000.csv"] * n,
+        "_source_line": list(range(2, n + 2)),
+        "_partition_start": _ts(*["2024-03-01"] * n),
+        "_partition_end": _ts(*["2024-03-02"] * n),
+    }
+    if parent:
+        extra["_parent_known"] = [True] * n
+    return frame.drop(columns=[c for c in extra if c in frame.columns]).assign(**extra)
 
 
 def good_frames() -> dict[str, pd.DataFrame]:
@@ -95,8 +111,24 @@ def good_frames() -> dict[str, pd.DataFrame]:
             "events_total": _int32(7, 0),
         }
     )
+    partitions = pd.DataFrame(
+        {
+            "partition_date": _ts("2024-03-01", "2024-03-02"),
+            "run_id": ["r1", "r1"],
+            "rows_landed": [100, 0],
+            "rows_accepted": [95, 0],
+            "rows_quarantined": [5, 0],
+            "unaccounted_rows": [0, 0],
+            "raw_rows": [95, 0],
+            "quarantine_rows": [5, 0],
+            "reject_share": [0.05, 0.0],
+            "latest_at": _ts("2024-03-01 23:00:00", "2024-03-01 23:00:00"),
+            "staleness_days": [1 / 24, 1 + 1 / 24],
+        }
+    )
     return {
-        "raw_orders": orders,
+        "raw_orders": _raw(orders),
+        "raw_partitions": partitions,
         "raw_order_items": pd.DataFrame(
             {
                 "order_id": ["o1", "o1", "o3"],
@@ -105,7 +137,7 @@ def good_frames() -> dict[str, pd.DataFrame]:
                 "quantity": _int32(1, 1, 1),
                 "unit_price": [5.25, 5.25, 99.99],
             }
-        ),
+        ).pipe(_raw),
         "raw_users": pd.DataFrame(
             {
                 "user_id": ["u1", "u2"],
@@ -117,7 +149,7 @@ def good_frames() -> dict[str, pd.DataFrame]:
                 "email": ["a@example.com", None],
                 "phone": [None, "+1 555 0100"],
             }
-        ),
+        ).pipe(_raw, parent=False),
         "raw_events": pd.DataFrame(
             {
                 "event_id": ["e1", "e2", "e3"],
@@ -128,7 +160,7 @@ def good_frames() -> dict[str, pd.DataFrame]:
                 "event_type": ["session_start", "page_view", "support_contact"],
                 "session_id": ["s1", "s1", None],
             }
-        ),
+        ).pipe(_raw),
         "marts_fct_orders": fct_orders,
         "marts_fct_user_activity_daily": activity,
         "marts_dim_users": pd.DataFrame(
@@ -201,7 +233,7 @@ def _orders(**changes: object) -> pd.DataFrame:
     for column, (row, value) in changes.items():
         df[column] = df[column].astype(object)
         df.loc[row, column] = value
-    return df.astype({"ordered_at": "datetime64[us]", "amount": "float64"})
+    return df.astype({"ordered_at": "datetime64[us]", "amount": "float64", "_parent_known": bool})
 
 
 @pytest.mark.parametrize(
@@ -216,18 +248,24 @@ def _orders(**changes: object) -> pd.DataFrame:
             ["shipped"],
         ),
         (_orders(amount=(1, -5.0)), "expect_column_values_to_be_between", "amount", [-5.0]),
-        (_orders(currency=(0, "usd")), "expect_column_values_to_match_regex", "currency", ["usd"]),
+        (_orders(currency=(0, "usd")), "expect_column_values_to_be_in_set", "currency", ["usd"]),
         (
             _orders(ordered_at=(2, pd.Timestamp("2024-03-02 00:00:00"))),
-            "expect_column_values_to_be_between",
-            "ordered_at",
-            ["2024-03-02T00:00:00"],
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "_partition_end,ordered_at",
+            [["2024-03-02T00:00:00", "2024-03-02T00:00:00"]],
         ),
         (  # beyond pandas' ns range: the runner keeps datetime64[us] and still compares
             _orders(ordered_at=(0, pd.Timestamp("2300-01-01 00:00:00"))),
-            "expect_column_values_to_be_between",
-            "ordered_at",
-            ["2300-01-01T00:00:00"],
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "_partition_end,ordered_at",
+            [["2024-03-02T00:00:00", "2300-01-01T00:00:00"]],
+        ),
+        (
+            _orders(_parent_known=(1, False)),
+            "expect_column_values_to_be_in_set",
+            "_parent_known",
+            [False],
         ),
         (
             good_frames()["raw_orders"].drop(columns="status"),
@@ -244,6 +282,7 @@ def _orders(**changes: object) -> pd.DataFrame:
         "bad_currency",
         "future_ts",
         "far_future_ts",
+        "orphan",
         "missing_column",
     ],
 )
@@ -264,12 +303,44 @@ def test_raw_orders_defect_fails_with_evidence(
 def test_future_timestamp_is_named_by_its_description() -> None:
     frame = _orders(ordered_at=(0, pd.Timestamp("2024-03-05 10:00:00")))
     result = validate_frame(frame, "raw_orders", EXPECTATIONS, WINDOW)
-    (failure,) = [f for f in result.failed if f.column == "ordered_at"]
-    assert "partition_end" in (failure.description or "")
+    (failure,) = [f for f in result.failed if f.column == "_partition_end,ordered_at"]
+    assert "no data from the future" in (failure.description or "")
     assert failure.observed.startswith("1 of 3 rows unexpected")
 
 
-def test_duplicate_id_blocks_in_mart_and_warns_in_raw() -> None:
+def test_rows_are_bounded_by_their_own_day_in_a_multi_day_window() -> None:
+    # a row of 2024-03-01 stamped on 03-02 passes a 2-day window's bounds, not its own day's
+    frame = _orders(ordered_at=(0, pd.Timestamp("2024-03-02 10:00:00")))
+    window = {"partition_start": DAY, "partition_end": DAY + pd.Timedelta(days=2)}
+    result = validate_frame(frame, "raw_orders", EXPECTATIONS, window)
+    assert not result.success
+    only_failure(
+        result, "expect_column_pair_values_a_to_be_greater_than_b", "_partition_end,ordered_at"
+    )
+
+
+def test_partition_audit_defects_fail() -> None:
+    frame = good_frames()["raw_partitions"].copy()
+    frame.loc[0, "reject_share"] = 0.25  # above the 10 % default
+    frame.loc[1, "unaccounted_rows"] = 3  # rows lost between landing and raw/quarantine
+    frame.loc[0, "raw_rows"] = 94  # raw does not hold what ingestion accepted
+    frame.loc[1, "staleness_days"] = 9.0
+    result = validate_frame(frame, "raw_partitions", EXPECTATIONS, WINDOW)
+    assert not result.success
+    assert only_failure(result, "expect_column_values_to_be_between", "reject_share")
+    assert only_failure(result, "expect_column_values_to_be_between", "unaccounted_rows")
+    assert only_failure(result, "expect_column_pair_values_to_be_equal", "raw_rows,rows_accepted")
+    assert only_failure(result, "expect_column_values_to_be_between", "staleness_days")
+    relaxed = validate_frame(
+        frame.assign(raw_rows=[95, 0], unaccounted_rows=[0, 0]),
+        "raw_partitions",
+        EXPECTATIONS,
+        {**WINDOW, "max_reject_share": 0.3, "max_staleness_days": 10},
+    )
+    assert relaxed.success, relaxed.to_metadata()
+
+
+def test_duplicate_id_blocks_in_mart_and_in_raw() -> None:
     frames = good_frames()
     mart = frames["marts_fct_orders"].copy()
     mart.loc[2, "order_id"] = "o2"
@@ -282,9 +353,13 @@ def test_duplicate_id_blocks_in_mart_and_warns_in_raw() -> None:
     failure = only_failure(mart_result, "expect_column_values_to_be_unique", "order_id")
     assert (failure.severity, failure.unexpected_sample) == ("error", ["o2"])
     assert not mart_result.success
-    failure = only_failure(raw_result, "expect_column_values_to_be_unique", "order_id")
-    assert (failure.severity, failure.unexpected_sample) == ("warn", ["o2"])
-    assert raw_result.success and raw_result.has_warning and not raw_result.has_error
+    # ingestion quarantines duplicate ids, so one in raw is a defect (per day: ids may not
+    # repeat within a partition)
+    failure = only_failure(
+        raw_result, "expect_compound_columns_to_be_unique", "order_id,_partition_date"
+    )
+    assert failure.severity == "error"
+    assert not raw_result.success
 
 
 def test_mart_consistency_defects() -> None:
@@ -361,9 +436,13 @@ def test_sample_is_distinct_and_capped() -> None:
 
 
 def test_missing_partition_parameter_is_an_error() -> None:
+    # raw suites bound rows by their own day (columns the check adds); marts use the window
     with pytest.raises(SuiteSpecError, match="partition_end"):
         validate_frame(
-            good_frames()["raw_orders"], "raw_orders", EXPECTATIONS, {"partition_start": DAY}
+            good_frames()["marts_fct_orders"],
+            "marts_fct_orders",
+            EXPECTATIONS,
+            {"partition_start": DAY},
         )
 
 

@@ -1,3 +1,4 @@
+import json
 from datetime import date
 
 from dagster_project.lib.registry import ModelStore
@@ -56,3 +57,49 @@ def test_a_version_without_its_card_is_ignored(tmp_path):
     (tmp_path / "m" / "m-20240101-abc" / "model.pkl").write_bytes(b"partial")
 
     assert store.versions("m") == []
+
+
+def test_a_refused_candidate_is_kept_but_never_scores(tmp_path):
+    store = ModelStore(tmp_path)
+    fit, calls = fit_counter()
+    good, _ = store.resolve("m", date(2024, 1, 1), "abc", refit=False, fit=fit, gate=None)
+    refused, fitted = store.resolve(
+        "m", date(2024, 1, 8), "abc", refit=True, fit=fit, gate=lambda model, metrics: False
+    )
+
+    assert fitted and good.promoted and not refused.promoted
+    assert store.latest_as_of("m", date(2024, 1, 9), "abc") == refused
+    assert store.latest_as_of("m", date(2024, 1, 9), "abc", promoted_only=True) == good
+    # the refused version exists for its day: no refit every day until the next scheduled one
+    again, fitted_again = store.resolve("m", date(2024, 1, 9), "abc", refit=False, fit=fit)
+    assert again == refused and not fitted_again and len(calls) == 2
+
+
+def test_promoting_a_candidate_rewrites_its_card(tmp_path):
+    store = ModelStore(tmp_path)
+    fit, _ = fit_counter()
+    candidate, _ = store.resolve(
+        "m", date(2024, 1, 8), "abc", refit=False, fit=fit, gate=lambda model, metrics: False
+    )
+    assert store.latest_as_of("m", date(2024, 1, 8), "abc", promoted_only=True) is None
+
+    promoted = store.set_promoted(candidate, True)
+
+    assert promoted.promoted and store.versions("m") == [promoted]
+    assert store.latest_as_of("m", date(2024, 1, 8), "abc", promoted_only=True) == promoted
+
+
+def test_any_spec_lookup_and_cards_without_the_flag(tmp_path):
+    store = ModelStore(tmp_path)
+    fit, _ = fit_counter()
+    old, _ = store.resolve("m", date(2024, 1, 1), "abc", refit=False, fit=fit)
+    store.resolve("m", date(2024, 1, 5), "def", refit=False, fit=fit, gate=lambda m, x: False)
+
+    assert store.latest_as_of("m", date(2024, 1, 6), None).spec_hash == "def"
+    assert store.latest_as_of("m", date(2024, 1, 6), None, promoted_only=True) == old
+    # cards written before promotion gates existed have no flag: they count as promoted
+    card = tmp_path / "m" / old.version / "card.json"
+    payload = json.loads(card.read_text())
+    del payload["promoted"]
+    card.write_text(json.dumps(payload))
+    assert store.latest_as_of("m", date(2024, 1, 6), "abc", promoted_only=True) == old

@@ -205,6 +205,9 @@ def test_one_row_per_user_in_input_order(features: pl.DataFrame, scored: pl.Data
             "churn_risk_band": pl.String,
             "churn_risk_band_label": pl.String,
             "simple_ltv": pl.Float64,
+            "forecast_model": pl.String,
+            "churn_model": pl.String,
+            "spend_model": pl.String,
         }
     )
 

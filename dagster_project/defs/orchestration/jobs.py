@@ -6,7 +6,7 @@ from dagster_project.defs.common import daily_partitions
 
 MODEL_ASSETS = dg.AssetSelection.assets(
     dg.AssetKey(["models", "segment_clusters"]), dg.AssetKey(["models", "customer_value"])
-)
+).required_multi_asset_neighbors()  # segment_clusters also writes its per-version tables
 INGEST_SELECTION = (
     dg.AssetSelection.groups("ingestion")
     | dg.AssetSelection.assets(

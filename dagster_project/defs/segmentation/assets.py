@@ -1,102 +1,423 @@
-"""Segments: rule schemes and KMeans clusters; one row per user per snapshot date."""
+"""Segments: the label catalog, the versioned cluster model and the daily user segments.
+
+- `marts/segment_catalog`: every (scheme, key, label_zh) of the spec; its blocking check proves
+  every map of the spec is an exact partition of its grid.
+- `models/segment_clusters` (+ the per-version tables candidates, profiles, lineage): fits a new
+  version when none was trained up to the partition (or `refit: true`), with stable ids matched to
+  the previous promoted version, bootstrap stability and a surrogate tree. The promotion gate
+  decides whether daily scoring may use it; a refused version stays a candidate.
+- `marts/user_segments_daily` (+ `marts/user_custom_segments_daily` for user-added maps): one row
+  per user per snapshot with every scheme, reasons, previous segment and since-date, scored by the
+  newest promoted model version.
+"""
 
 from typing import Any
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from dagster_project.defs.common import (
     DAILY_WAREHOUSE_ASSET,
+    WAREHOUSE_POOL,
     WarehouseResource,
     partition_days,
     preview,
 )
 from dagster_project.defs.features.assets import USER_FEATURES
-from dagster_project.defs.models import VersionedModel, features_as_of
+from dagster_project.defs.models import (
+    ModelFitConfig,
+    VersionedModel,
+    features_as_of,
+    record_model_version,
+)
 from dagster_project.lib import settings
-from dagster_project.lib.registry import ModelStore, spec_hash
-from dagster_project.lib.warehouse import replace_snapshot
+from dagster_project.lib.registry import ModelStore, ModelVersion, spec_hash
+from dagster_project.lib.warehouse import (
+    add_missing_columns,
+    read_frame,
+    replace_rows,
+    replace_snapshot,
+    replace_table,
+    table_exists,
+)
 
 USER_SEGMENTS = dg.AssetKey(["marts", "user_segments_daily"])
+USER_CUSTOM_SEGMENTS = dg.AssetKey(["marts", "user_custom_segments_daily"])
+SEGMENT_CATALOG = dg.AssetKey(["marts", "segment_catalog"])
+MODEL_CANDIDATES = dg.AssetKey(["marts", "segment_model_candidates"])
+CLUSTER_PROFILES = dg.AssetKey(["marts", "segment_cluster_profiles"])
+CLUSTER_LINEAGE = dg.AssetKey(["marts", "segment_cluster_lineage"])
 SEGMENTATION_SPEC = settings.MODEL_SPECS_DIR / "segmentation.yml"
+NAME_OVERRIDES = settings.MODEL_SPECS_DIR / "segment_name_overrides.csv"
 CLUSTER_MODEL = VersionedModel("segment_clusters", SEGMENTATION_SPEC)
 
 
-def fit_clusters(features: pl.DataFrame) -> tuple[Any, dict[str, Any]]:
-    from dagster_project.lib.clustering import clusterer_from_spec
-    from dagster_project.lib.segments import load_segmentation_spec
-
-    model = clusterer_from_spec(load_segmentation_spec(SEGMENTATION_SPEC)).fit(features)
-    profile = model.profile().select("cluster_id", "name", "size", "share")
-    metrics = {
-        "k": int(model.k_),
-        "users": features.height,
-        "candidates": model.candidate_scores_,
-        "clusters": profile.to_dicts(),
-    }
-    return model, metrics
-
-
-segment_clusters = CLUSTER_MODEL.build_asset(
-    fit_clusters,
-    group_name="segmentation",
-    kinds={"scikitlearn", "polars"},
-    description=(
-        "KMeans segmentation model (spec models/segmentation.yml): log/scale transforms, k chosen "
-        "by silhouette with Calinski-Harabasz and Davies-Bouldin stored per candidate. Config "
-        "`refit: true` fits a new version."
-    ),
-)
+def _relation(key: dg.AssetKey) -> str:
+    return ".".join(key.path)
 
 
 @dg.asset(
-    key=USER_SEGMENTS,
-    deps=[USER_FEATURES, CLUSTER_MODEL.asset_key],
+    key=SEGMENT_CATALOG,
     group_name="segmentation",
     kinds={"polars", "duckdb"},
+    pool=WAREHOUSE_POOL,
     description=(
-        "One row per user per snapshot date: R/F/M scores, the R x F segment, the 8-type value "
-        "tier, lifecycle stage and operating tier (bilingual), and the KMeans cluster with the "
-        "model version that assigned it."
+        "One row per scheme and segment key of models/segmentation.yml (rule schemes and "
+        "user-added maps): key, Chinese label, display order. Its blocking check proves every "
+        "map is an exact partition of its score grid."
     ),
+)
+def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from dagster_project.lib.segments import load_segmentation_spec
+    from dagster_project.lib.segments import segment_catalog as build_catalog
+
+    # parse only: a map with a gap must still reach the check, which names the bad cells
+    spec = load_segmentation_spec(SEGMENTATION_SPEC, validate=False)
+    catalog = build_catalog(spec).with_columns(
+        pl.lit(spec_hash(SEGMENTATION_SPEC)).alias("spec_hash")
+    )
+    with warehouse.connect() as con:
+        rows = replace_table(con, _relation(SEGMENT_CATALOG), catalog)
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, "catalog": preview(catalog, rows=60)}
+    )
+
+
+def _load_segment_model(store: ModelStore, version: ModelVersion) -> Any:
+    from dagster_project.lib.segment_model import SegmentModel
+
+    model = store.load(version)
+    if not isinstance(model, SegmentModel):
+        raise dg.Failure(
+            f"{version.version} predates the segmentation model format: refit "
+            f"{CLUSTER_MODEL.asset_key.to_user_string()} with config refit: true"
+        )
+    return model
+
+
+def serving_version(store: ModelStore, day: Any) -> ModelVersion | None:
+    try:
+        return CLUSTER_MODEL.version_for(store, day, promoted_only=True)
+    except dg.Failure:
+        return None
+
+
+def _write_version_tables(
+    con: duckdb.DuckDBPyConnection, version: ModelVersion, model: Any, overrides: pl.DataFrame
+) -> dict[dg.AssetKey, int]:
+    """The per-version rows of the candidates, profiles and lineage tables (idempotent)."""
+    from dagster_project.lib.segment_model import cluster_names
+
+    keys = pl.DataFrame(
+        {
+            "model_name": [version.name],
+            "model_version": [version.version],
+            "trained_as_of": [version.as_of],
+        }
+    )
+    candidates = keys.join(model.candidates(), how="cross")
+    lineage = keys.join(
+        model.lineage.with_columns(
+            pl.lit(model.previous_version, dtype=pl.Utf8).alias("previous_version")
+        ),
+        how="cross",
+    )
+    profiles = keys.join(
+        model.profile()
+        .join(cluster_names(model, overrides), on="cluster_id", how="left")
+        .select(
+            "cluster_id",
+            "cluster_name",
+            "cluster_name_en",
+            "cluster_name_zh",
+            "name_source",
+            pl.exclude(
+                "cluster_id", "cluster_name", "cluster_name_en", "cluster_name_zh", "name_source"
+            ),
+        ),
+        how="cross",
+    ).with_columns(pl.lit(version.promoted).alias("promoted"))
+    written = {}
+    for key, frame in (
+        (MODEL_CANDIDATES, candidates),
+        (CLUSTER_PROFILES, profiles),
+        (CLUSTER_LINEAGE, lineage),
+    ):
+        written[key] = replace_rows(con, _relation(key), frame, "model_version", version.version)
+    return written
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            CLUSTER_MODEL.asset_key,
+            deps=[USER_FEATURES, SEGMENT_CATALOG],
+            kinds={"scikitlearn", "polars"},
+            description=(
+                "KMeans segmentation model (spec models/segmentation.yml): log transforms and "
+                "scaling, k by silhouette (Calinski-Harabasz and Davies-Bouldin kept), ids "
+                "matched to the previous promoted version, bootstrap stability gate, surrogate "
+                "decision tree. Config `refit: true` fits a new version."
+            ),
+        ),
+        dg.AssetSpec(
+            MODEL_CANDIDATES,
+            deps=[CLUSTER_MODEL.asset_key],
+            kinds={"duckdb"},
+            description=(
+                "One row per model version and candidate k: silhouette (on a sample above "
+                "silhouette_sample users), Calinski-Harabasz, Davies-Bouldin, smallest cluster "
+                "share, whether it qualified (min_share) and which k was chosen."
+            ),
+        ),
+        dg.AssetSpec(
+            CLUSTER_PROFILES,
+            deps=[CLUSTER_MODEL.asset_key],
+            kinds={"duckdb"},
+            description=(
+                "One row per model version and cluster id: display name (override or profile), "
+                "auto name, size, share, bootstrap Jaccard, surrogate recall and rules, feature "
+                "means (JSON), promoted flag. Names follow models/segment_name_overrides.csv."
+            ),
+        ),
+        dg.AssetSpec(
+            CLUSTER_LINEAGE,
+            deps=[CLUSTER_MODEL.asset_key],
+            kinds={"duckdb"},
+            description=(
+                "One row per model version and lineage event against the previous promoted "
+                "version: kept (matched id), new, retired, split, merged, with centroid distance "
+                "and the shares of users that moved."
+            ),
+        ),
+    ],
+    name="models__segment_clusters",
+    group_name="segmentation",
     **DAILY_WAREHOUSE_ASSET,
 )
-def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    from dagster_project.lib.segments import assign_rule_segments, load_segmentation_spec
+def segment_clusters(
+    context: dg.AssetExecutionContext, config: ModelFitConfig, warehouse: WarehouseResource
+):
+    from dagster_project.lib.segment_model import load_name_overrides, train_segment_model
+    from dagster_project.lib.segments import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)
+    overrides = load_name_overrides(NAME_OVERRIDES)
     store = ModelStore(warehouse.paths.model_store)
-    rules_version = f"rules-{spec_hash(SEGMENTATION_SPEC)}"
-    rows = 0
+    digest = spec_hash(SEGMENTATION_SPEC)
+    written: dict[dg.AssetKey, int] = {}
     with warehouse.connect() as con:
         for day in partition_days(context):
             features = features_as_of(con, day)
-            version = CLUSTER_MODEL.version_for(store, day)
-            model = store.load(version)
-            names = model.profile().select(
-                pl.col("cluster_id").cast(pl.Int32), pl.col("name").alias("cluster_name")
-            )
-            segments = (
-                assign_rule_segments(features, spec)
-                .with_columns(pl.Series("cluster_id", model.predict(features), dtype=pl.Int32))
-                .join(names, on="cluster_id", how="left")
-                .with_columns(
-                    pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
-                    pl.lit(version.version).alias("model_version"),
-                    pl.lit(rules_version).alias("rules_version"),
-                    pl.lit(context.run.run_id).alias("run_id"),
+            previous = store.latest_as_of(CLUSTER_MODEL.name, day, None, promoted_only=True)
+
+            def fit(features: pl.DataFrame = features, previous: Any = previous) -> Any:
+                prior = store.load(previous) if previous is not None else None
+                model = train_segment_model(
+                    features,
+                    spec,
+                    previous=prior,
+                    previous_version=previous.version if previous is not None else None,
                 )
-                .select("user_id", "snapshot_date", pl.exclude("user_id", "snapshot_date"))
+                return model, model.metrics()
+
+            version, fitted_now = store.resolve(
+                CLUSTER_MODEL.name,
+                day,
+                digest,
+                config.refit,
+                fit,
+                gate=lambda model, _metrics: model.gate.promote,
             )
-            rows += replace_snapshot(
-                con, "marts.user_segments_daily", segments, "snapshot_date", day
+            record_model_version(con, version)
+            model = _load_segment_model(store, version)
+            serving = serving_version(store, day)
+            for key, rows in _write_version_tables(con, version, model, overrides).items():
+                written[key] = written.get(key, 0) + rows
+            if serving is not None and serving.version != version.version:
+                _write_version_tables(con, serving, _load_segment_model(store, serving), overrides)
+    metrics = version.metrics
+    gate = metrics.get("gate", {})
+    yield dg.MaterializeResult(
+        asset_key=CLUSTER_MODEL.asset_key,
+        metadata={
+            "model_version": version.version,
+            "trained_as_of": version.as_of.isoformat(),
+            "fitted_in_this_run": fitted_now,
+            "promoted": version.promoted,
+            "serving_version": serving.version if serving is not None else None,
+            "k": metrics.get("k"),
+            "bootstrap_mean_ari": metrics.get("stability", {}).get("mean_ari"),
+            "gate_reasons": dg.MetadataValue.json(gate.get("reasons", [])),
+            "surrogate_fidelity": metrics.get("surrogate", {}).get("fidelity"),
+            "surrogate_rules": dg.MetadataValue.md(
+                "```\n" + metrics.get("surrogate", {}).get("rules_text", "") + "\n```"
+            ),
+            "clusters": preview(model.profile().drop("feature_means_json"), rows=30),
+            "metrics": dg.MetadataValue.json(metrics),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=MODEL_CANDIDATES,
+        metadata={
+            "dagster/row_count": written[MODEL_CANDIDATES],
+            "candidates": preview(model.candidates(), rows=20),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=CLUSTER_PROFILES,
+        metadata={"dagster/row_count": written[CLUSTER_PROFILES]},
+    )
+    yield dg.MaterializeResult(
+        asset_key=CLUSTER_LINEAGE,
+        metadata={
+            "dagster/row_count": written[CLUSTER_LINEAGE],
+            "lineage": preview(model.lineage, rows=30),
+        },
+    )
+
+
+def _previous_snapshot(
+    con: duckdb.DuckDBPyConnection, day: Any, columns: list[str]
+) -> tuple[pl.DataFrame | None, Any]:
+    """The rows of the latest snapshot before `day` (the columns that carry changes)."""
+    relation = _relation(USER_SEGMENTS)
+    if not table_exists(con, *USER_SEGMENTS.path):
+        return None, None
+    previous_day = con.execute(
+        f"select max(snapshot_date) from {relation} where snapshot_date < ?", [day]
+    ).fetchall()[0][0]
+    if previous_day is None:
+        return None, None
+    present = {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            list(USER_SEGMENTS.path),
+        ).fetchall()
+    }
+    wanted = ", ".join(c for c in ["user_id", *columns] if c in present)
+    frame = read_frame(
+        con,
+        f"select {wanted} from {relation} where snapshot_date = $day",
+        {"day": previous_day},
+    )
+    return frame, previous_day
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            USER_SEGMENTS,
+            deps=[USER_FEATURES, CLUSTER_MODEL.asset_key, SEGMENT_CATALOG],
+            kinds={"polars", "duckdb"},
+            description=(
+                "One row per user per snapshot date: R/F/M scores, the R x F segment, the 8-type "
+                "value tier, lifecycle stage and operating tier (bilingual), the cluster with its "
+                "name, a short reason per scheme, the previous segment and since-date per "
+                "scheme, and the model version that assigned the cluster."
+            ),
+        ),
+        dg.AssetSpec(
+            USER_CUSTOM_SEGMENTS,
+            deps=[USER_FEATURES, SEGMENT_CATALOG],
+            kinds={"polars", "duckdb"},
+            description=(
+                "One row per user, snapshot date and user-added map (rules.maps in "
+                "models/segmentation.yml): the segment key and label. Empty when the spec adds "
+                "no map."
+            ),
+        ),
+    ],
+    name="marts__user_segments_daily",
+    group_name="segmentation",
+    **DAILY_WAREHOUSE_ASSET,
+)
+def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    from dagster_project.lib.segment_model import cluster_names, load_name_overrides
+    from dagster_project.lib.segments import (
+        TRACKED_SCHEMES,
+        assign_custom_maps,
+        assign_rule_segments,
+        carry_segment_changes,
+        change_columns,
+        compute_cuts,
+        explain_rule_segments,
+        load_segmentation_spec,
+    )
+
+    spec = load_segmentation_spec(SEGMENTATION_SPEC)
+    overrides = load_name_overrides(NAME_OVERRIDES)
+    store = ModelStore(warehouse.paths.model_store)
+    rules_version = f"rules-{spec_hash(SEGMENTATION_SPEC)}"
+    carried = [c for s in TRACKED_SCHEMES for c in (s, *change_columns(s))]
+    rows = custom_rows = 0
+    with warehouse.connect() as con:
+        for day in partition_days(context):
+            features = features_as_of(con, day)
+            cuts = compute_cuts(features, spec)
+            rules = assign_rule_segments(features, spec, cuts)
+            reasons = explain_rule_segments(features, rules, spec, cuts)
+            version = CLUSTER_MODEL.version_for(store, day, promoted_only=True)
+            model = _load_segment_model(store, version)
+            ids = model.predict(features)
+            segments = (
+                pl.concat([rules, reasons.drop("user_id")], how="horizontal")
+                .with_columns(
+                    pl.Series("cluster_id", ids, dtype=pl.Int32),
+                    model.explain(features, ids),
+                )
+                .join(cluster_names(model, overrides), on="cluster_id", how="left")
+            )
+            previous, previous_day = _previous_snapshot(con, day, carried)
+            segments = carry_segment_changes(segments, previous, day, previous_day)
+            lineage = [
+                pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
+                pl.lit(rules_version).alias("rules_version"),
+                pl.lit(context.run.run_id).alias("run_id"),
+            ]
+            segments = segments.with_columns(
+                *lineage, pl.lit(version.version).alias("model_version")
+            ).select(
+                "user_id",
+                "snapshot_date",
+                *[c for c in rules.columns if c != "user_id"],
+                "cluster_id",
+                "cluster_name",
+                "cluster_name_en",
+                "cluster_name_zh",
+                *[c for c in reasons.columns if c != "user_id"],
+                "cluster_reason",
+                *[c for s in TRACKED_SCHEMES for c in change_columns(s)],
+                "model_version",
+                "rules_version",
+                "run_id",
+            )
+            add_missing_columns(con, _relation(USER_SEGMENTS), segments)
+            rows += replace_snapshot(con, _relation(USER_SEGMENTS), segments, "snapshot_date", day)
+            custom = assign_custom_maps(rules, spec).with_columns(*lineage)
+            custom_rows += replace_snapshot(
+                con, _relation(USER_CUSTOM_SEGMENTS), custom, "snapshot_date", day
             )
     sizes = segments.group_by("cluster_id", "cluster_name").len().sort("cluster_id")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=USER_SEGMENTS,
         metadata={
             "dagster/row_count": rows,
             "model_version": version.version,
             "cluster_sizes": preview(sizes, rows=20),
             "value_tiers": preview(segments.group_by("value_tier_label").len().sort("len")),
-        }
+            "example_reasons": preview(
+                segments.select("user_id", "rfm_segment", "rfm_reason", "cluster_reason"), rows=5
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=USER_CUSTOM_SEGMENTS,
+        metadata={
+            "dagster/row_count": custom_rows,
+            "maps": dg.MetadataValue.json([m.name for m in spec.rules.custom_maps]),
+        },
     )

@@ -16,6 +16,18 @@ BI_TABLES = [
         "user_segments_daily",
         "user_value_daily",
         "segment_summary_daily",
+        # value backtests (issue 4)
+        "value_backtests",
+        # segmentation (issue 3)
+        "segment_catalog",
+        "segment_model_candidates",
+        "segment_cluster_profiles",
+        "segment_cluster_lineage",
+        "user_custom_segments_daily",
+        "segment_playbook",
+        "user_segment_history",
+        "segment_migration_daily",
+        "user_360",
     )
 ]
 

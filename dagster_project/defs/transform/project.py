@@ -58,4 +58,5 @@ class StrataDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn") or []
-        return fqn[1] if dbt_resource_props["resource_type"] == "model" and len(fqn) > 2 else None
+        grouped = dbt_resource_props["resource_type"] in ("model", "seed")  # seeds/<folder>/
+        return fqn[1] if grouped and len(fqn) > 2 else None

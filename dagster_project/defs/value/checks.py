@@ -1,7 +1,7 @@
 import dagster as dg
 
 from dagster_project.defs.common import WarehouseResource, covers_every_user_check, partition_days
-from dagster_project.defs.value.assets import USER_VALUE
+from dagster_project.defs.value.assets import USER_VALUE, VALUE_BACKTESTS
 
 user_value_covers_every_user = covers_every_user_check(USER_VALUE, "user_value_covers_every_user")
 
@@ -35,5 +35,39 @@ def user_value_probabilities_within_unit_interval(
             "clv_invalid": bad_clv,
             "p_alive_min": float(low) if low is not None else None,
             "p_alive_max": float(high) if high is not None else None,
+        },
+    )
+
+
+@dg.asset_check(asset=VALUE_BACKTESTS, blocking=False)
+def value_backtests_metrics_are_valid(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    """The run's backtest exists; AUCs and rates lie in [0, 1]; errors and totals are >= 0."""
+    days = [d.isoformat() for d in partition_days(context)]
+    with warehouse.connect() as con:
+        rows = con.execute(
+            f"""
+            select
+                count(distinct backtest_id),
+                count(*) filter (where metric in ('auc', 'predicted_rate', 'actual_rate',
+                    'churn_rate') and (value < 0 or value > 1 or isnan(value))),
+                count(*) filter (where metric in ('mae', 'rmse', 'predicted_total',
+                    'actual_total', 'predicted_mean', 'actual_mean')
+                    and (value < 0 or isnan(value) or isinf(value))),
+                max(value) filter (where section = 'accuracy' and model = 'chosen'
+                    and metric = 'mae' and segment_scheme = 'all')
+            from marts.value_backtests
+            where snapshot_date in ({", ".join(f"'{d}'" for d in days)})
+            """
+        ).fetchall()[0]
+    backtests, bad_probabilities, bad_errors, mae = rows
+    return dg.AssetCheckResult(
+        passed=bool(backtests) and not bad_probabilities and not bad_errors,
+        metadata={
+            "backtests": backtests,
+            "probabilities_out_of_range": bad_probabilities,
+            "invalid_errors_or_totals": bad_errors,
+            "mae_chosen": float(mae) if mae is not None else None,
         },
     )

@@ -70,7 +70,8 @@ members as (
 day_totals as (
     select
         snapshot_date,
-        count(*) as day_users
+        count(*) as day_users,
+        sum(clv_12m) as day_clv_12m
     from members
     group by snapshot_date
 ),
@@ -156,7 +157,10 @@ final as (
         cast(aggregated.customers as integer) as customers,
         cast(aggregated.total_clv_12m as double precision) as total_clv_12m,
         cast(aggregated.mean_clv_12m as double precision) as mean_clv_12m,
-        cast(aggregated.mean_p_alive as double precision) as mean_p_alive
+        cast(aggregated.mean_p_alive as double precision) as mean_p_alive,
+        -- the segment's share of the day's total 12-month CLV (null when that total is 0)
+        cast(aggregated.total_clv_12m as double precision)
+        / nullif(day_totals.day_clv_12m, 0) as clv_12m_share
     from aggregated
     inner join day_totals
         on aggregated.snapshot_date = day_totals.snapshot_date

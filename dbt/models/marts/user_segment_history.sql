@@ -1,0 +1,175 @@
+-- One row per user, scheme and membership spell: a maximal run of consecutive snapshots in which
+-- the user held the same segment of the scheme (valid_from inclusive, valid_to exclusive = the
+-- first snapshot of the next spell, null while current). Built from user_segments_daily and
+-- user_custom_segments_daily. Incremental (tag snapshot): a run rebuilds every spell from the
+-- window start on, reading all later snapshots too, so a backfill of an old window leaves the
+-- later spells consistent; spells open at the snapshot before the window are continued (their
+-- rows rewritten through the unique key), older spells are never read again.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'scheme', 'valid_from'],
+        on_schema_change='append_new_columns',
+        tags=['snapshot'],
+        pre_hook="{{ delete_spells_from_window_start() }}",
+    )
+}}
+
+{%- set bounds = window_bounds() %}
+
+with
+
+segments as (
+    select * from {{ source('strata', 'user_segments_daily') }}
+    where snapshot_date >= cast('{{ bounds[0] }}' as date)
+),
+
+custom_segments as (
+    select * from {{ source('strata', 'user_custom_segments_daily') }}
+    where snapshot_date >= cast('{{ bounds[0] }}' as date)
+),
+
+memberships as (
+    {{ segment_memberships('segments') }}
+    union all
+    select
+        user_id,
+        snapshot_date,
+        scheme,
+        segment,
+        segment_label
+    from custom_segments
+),
+
+{% if is_incremental() %}
+    previous_snapshot as (
+        select max(snapshot_date) as snapshot_date
+        from {{ source('strata', 'user_segments_daily') }}
+        where snapshot_date < cast('{{ bounds[0] }}' as date)
+    ),
+
+    carried as (
+        -- spells still open at the last snapshot before the window continue into it
+        select
+            spells.user_id,
+            spells.scheme,
+            spells.valid_from as snapshot_date,
+            previous_snapshot.snapshot_date as last_date,
+            spells.segment,
+            spells.segment_label,
+            spells.previous_segment as carried_previous_segment
+        from {{ this }} as spells
+        cross join previous_snapshot
+        where
+            spells.valid_from <= previous_snapshot.snapshot_date
+            and (spells.valid_to is null or spells.valid_to > previous_snapshot.snapshot_date)
+    ),
+{% endif %}
+
+points as (
+    select
+        user_id,
+        scheme,
+        snapshot_date,
+        snapshot_date as last_date,
+        segment,
+        segment_label,
+        cast(null as varchar) as carried_previous_segment
+    from memberships
+    {% if is_incremental() %}
+        union all
+        select
+            user_id,
+            scheme,
+            snapshot_date,
+            last_date,
+            segment,
+            segment_label,
+            carried_previous_segment
+        from carried
+    {% endif %}
+),
+
+flagged as (
+    select
+        *,
+        case
+            when
+                lag(segment) over (partition by user_id, scheme order by snapshot_date) = segment
+                then 0
+            else 1
+        end as is_change
+    from points
+),
+
+numbered as (
+    select
+        *,
+        sum(is_change) over (
+            partition by user_id, scheme
+            order by snapshot_date
+            rows between unbounded preceding and current row
+        ) as spell_number
+    from flagged
+),
+
+latest_labels as (
+    -- a spell's label is its latest one (cluster names can be renamed within a spell)
+    select
+        user_id,
+        scheme,
+        spell_number,
+        segment_label,
+        row_number() over (
+            partition by user_id, scheme, spell_number
+            order by snapshot_date desc
+        ) as label_rank
+    from numbered
+),
+
+spells as (
+    select
+        user_id,
+        scheme,
+        spell_number,
+        max(segment) as segment,
+        min(snapshot_date) as valid_from,
+        max(last_date) as last_snapshot_date,
+        max(carried_previous_segment) as carried_previous_segment
+    from numbered
+    group by user_id, scheme, spell_number
+),
+
+final as (
+    select
+        spells.user_id,
+        cast(spells.scheme as varchar) as scheme,
+        cast(spells.segment as varchar) as segment,
+        cast(latest_labels.segment_label as varchar) as segment_label,
+        cast(
+            coalesce(
+                lag(spells.segment) over (
+                    partition by spells.user_id, spells.scheme order by spells.valid_from
+                ),
+                spells.carried_previous_segment
+            ) as varchar
+        ) as previous_segment,
+        spells.valid_from,
+        lead(spells.valid_from) over (
+            partition by spells.user_id, spells.scheme order by spells.valid_from
+        ) as valid_to,
+        spells.last_snapshot_date,
+        lead(spells.valid_from) over (
+            partition by spells.user_id, spells.scheme order by spells.valid_from
+        ) is null as is_current
+    from spells
+    inner join latest_labels
+        on
+            spells.user_id = latest_labels.user_id
+            and spells.scheme = latest_labels.scheme
+            and spells.spell_number = latest_labels.spell_number
+            and latest_labels.label_rank = 1
+)
+
+select * from final

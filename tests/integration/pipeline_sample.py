@@ -1,0 +1,7 @@
+"""The sample every pipeline test shares (see conftest.py's `pipeline_home`)."""
+
+from datetime import date
+
+END = date(2024, 3, 31)
+PREVIOUS = date(2024, 3, 30)
+USERS, DAYS, SEED = 300, 45, 7

@@ -1,0 +1,81 @@
+"""The run lock dies with its holder; a warehouse held by another process is waited for."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dagster_project.lib.runlock import (
+    RunLock,
+    RunLockBusy,
+    wait_for_warehouse,
+    warehouse_lock_holder,
+)
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dagster_project.lib.runlock import RunLock
+RunLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+HOLD_DUCKDB = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold(code: str, *args: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_a_killed_holder_releases_the_run_lock(tmp_path: Path):
+    holder = hold(HOLD_LOCK, str(tmp_path))
+    try:
+        with pytest.raises(RunLockBusy, match=f"pid {holder.pid}"):
+            RunLock(tmp_path).acquire(timeout=0.2, poll=0.05)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    assert (tmp_path / ".strata-run.lock").read_text().strip() == str(os.getpid())
+    lock.release()
+
+
+def test_waits_for_another_process_to_release_the_warehouse(tmp_path: Path):
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = hold(HOLD_DUCKDB, str(path), "1.5")
+    waited_for = []
+    try:
+        assert warehouse_lock_holder(path) == holder.pid
+        start = time.monotonic()
+        wait_for_warehouse(path, timeout=30, poll=0.1, on_wait=waited_for.append)
+        assert time.monotonic() - start > 0.5
+    finally:
+        holder.wait()
+    assert waited_for == [holder.pid]
+    assert warehouse_lock_holder(path) is None
+
+    holder = hold(HOLD_DUCKDB, str(path), "30")
+    try:
+        with pytest.raises(TimeoutError, match=str(holder.pid)):
+            wait_for_warehouse(path, timeout=0.3, poll=0.1)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()

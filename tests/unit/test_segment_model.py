@@ -1,0 +1,192 @@
+"""The versioned segmentation model: training, per-user reasons, names and overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dagster_project.lib.clustering import clusterer_from_spec
+from dagster_project.lib.segment_model import (
+    SegmentModel,
+    cluster_names,
+    load_name_overrides,
+    train_segment_model,
+)
+from dagster_project.lib.segments import SegmentationSpec, load_segmentation_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = ROOT / "models" / "segmentation.yml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+def user_features(n: int, seed: int) -> pl.DataFrame:
+    """VIPs, one-time buyers and non-customers (NULL recency / AOV), as in user_features."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(3, size=n, p=[0.25, 0.4, 0.35])
+    customer = group < 2
+    frequency = np.where(group == 0, rng.poisson(12, n) + 3, np.where(group == 1, 1, 0))
+    aov = np.where(group == 0, rng.lognormal(5.0, 0.3, n), rng.lognormal(3.5, 0.3, n))
+    tenure = rng.integers(40, 900, n)
+    recency = np.where(group == 0, rng.integers(0, 30, n), rng.integers(100, 400, n))
+    return pl.DataFrame(
+        {
+            "user_id": [f"u{i:04d}" for i in range(n)],
+            "is_customer": customer,
+            "tenure_days": tenure,
+            "recency_days": pl.Series(np.minimum(recency, tenure)).scatter(
+                np.flatnonzero(~customer), None
+            ),
+            "frequency": frequency,
+            "monetary": np.where(customer, frequency * aov, 0.0),
+            "avg_order_value": pl.Series(aov).scatter(np.flatnonzero(~customer), None),
+            "events_90d": np.where(group == 0, rng.poisson(30, n), rng.poisson(1, n)),
+        }
+    )
+
+
+def small_spec(**surrogate: int) -> SegmentationSpec:
+    spec = load_segmentation_spec(SPEC_PATH)
+    c = spec.clustering
+    return dataclasses.replace(
+        spec,
+        clustering=dataclasses.replace(
+            c,
+            k_min=3,
+            k_max=4,
+            n_init=1,
+            stability=dataclasses.replace(c.stability, bootstrap_refits=4),
+            surrogate=dataclasses.replace(c.surrogate, **surrogate),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[pl.DataFrame, SegmentModel]:
+    frame = user_features(400, seed=3)
+    return frame, train_segment_model(frame, small_spec())
+
+
+def test_training_records_candidates_stability_surrogate_and_lineage(trained) -> None:
+    frame, model = trained
+    assert model.previous_version is None
+    assert model.gate.first_version and model.gate.promote
+    candidates = model.candidates()
+    assert candidates.get_column("k").to_list() == [3, 4]
+    assert candidates.get_column("chosen").sum() == 1
+    assert (
+        candidates.select("silhouette", "calinski_harabasz", "davies_bouldin")
+        .null_count()
+        .sum_horizontal()
+        .item()
+        == 0
+    )
+    assert model.lineage.get_column("event").to_list() == ["new"] * model.clusterer.k_
+    metrics = model.metrics()
+    assert metrics["k"] == model.clusterer.k_ and metrics["users"] == frame.height
+    assert 0 < metrics["stability"]["mean_ari"] <= 1
+    assert metrics["gate"]["promote"] is True
+    assert metrics["surrogate"]["fidelity"] == model.surrogate.fidelity_
+    assert "|---" in metrics["surrogate"]["rules_text"]
+    json.dumps(metrics, default=str)  # stored in the model card and marts.model_versions
+    profile = model.profile()
+    assert profile.get_column("cluster_id").to_list() == model.ids
+    assert profile.get_column("users").sum() == frame.height
+    assert profile.get_column("bootstrap_jaccard").is_between(0, 1).all()
+    assert profile.get_column("rules").null_count() == 0
+    means = json.loads(profile.get_column("feature_means_json")[0])
+    assert set(means) == set(model.clusterer.feature_names_)
+
+
+def test_every_user_gets_a_reason_from_the_rules_or_the_nearest_centre() -> None:
+    frame = user_features(300, seed=4)
+    # a one-split tree cannot separate 3+ clusters: some users fall back to the centroid reason
+    model = train_segment_model(frame, small_spec(max_depth=1, max_leaf_nodes=2))
+    ids = model.predict(frame)
+    reasons = model.explain(frame, ids)
+    assert reasons.len() == frame.height and reasons.null_count() == 0
+    tree_ids, rules = model.surrogate.rules_for(model.clusterer.readable_matrix(frame))
+    agree = tree_ids == ids
+    assert 0 < agree.sum() < frame.height
+    assert (reasons.to_numpy()[agree] == rules.to_numpy()[agree]).all()
+    fallback = reasons.filter(pl.Series(~agree))
+    assert fallback.str.starts_with("nearest centre on ").all()
+    assert fallback.str.contains(r"^nearest centre on \w+ = [-\d.]+, \w+ = [-\d.]+$").all()
+
+
+def test_a_retrain_takes_over_the_previous_ids(trained) -> None:
+    frame, first = trained
+    spec = small_spec()
+    other = dataclasses.replace(
+        spec, clustering=dataclasses.replace(spec.clustering, random_state=99)
+    )
+    second = train_segment_model(frame, other, previous=first, previous_version="v1")
+    assert second.previous_version == "v1" and not second.gate.first_version
+    assert (second.predict(frame) == first.predict(frame)).mean() >= 0.98
+    assert set(second.lineage.get_column("event")) == {"kept"}
+
+
+def test_the_model_pickles_and_scores_identically(trained) -> None:
+    frame, model = trained
+    restored = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(restored.predict(frame), model.predict(frame))
+    assert restored.explain(frame).equals(model.explain(frame))
+
+
+def test_name_overrides_win_and_unknown_ids_are_ignored(trained, tmp_path: Path) -> None:
+    _, model = trained
+    path = tmp_path / "overrides.csv"
+    path.write_text(
+        "# comment lines are skipped\n"
+        "cluster_id,name_en,name_zh,note\n"
+        "0,VIP,贵宾客户,agreed with CRM\n"
+        "99,Retired,已退役,an id this model does not have\n",
+        encoding="utf-8",
+    )
+    names = cluster_names(model, load_name_overrides(path))
+    auto = model.clusterer.profile()
+    assert names.height == auto.height
+    top = names.filter(pl.col("cluster_id") == 0).row(0, named=True)
+    assert (top["cluster_name"], top["name_source"]) == ("VIP / 贵宾客户", "override")
+    others = names.filter(pl.col("cluster_id") != 0)
+    assert set(others.get_column("name_source")) == {"profile"}
+    expected = auto.filter(pl.col("cluster_id") != 0).get_column("name").to_list()
+    assert others.get_column("cluster_name").to_list() == expected
+
+
+def test_override_table_validation(tmp_path: Path) -> None:
+    assert load_name_overrides(tmp_path / "missing.csv").is_empty()
+    assert load_name_overrides(ROOT / "models" / "segment_name_overrides.csv").columns == [
+        "cluster_id",
+        "name_en",
+        "name_zh",
+        "note",
+    ]
+    duplicate = tmp_path / "dup.csv"
+    duplicate.write_text("cluster_id,name_en,name_zh,note\n1,a,甲,\n1,b,乙,\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unique"):
+        load_name_overrides(duplicate)
+    no_zh = tmp_path / "no_zh.csv"
+    no_zh.write_text("cluster_id,name_en,name_zh,note\n1,a,,\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="name_zh"):
+        load_name_overrides(no_zh)
+
+
+def test_spec_clusterer_uses_the_shipped_transforms() -> None:
+    model = clusterer_from_spec(load_segmentation_spec(SPEC_PATH))
+    assert model.fill["avg_order_value"] == "median"
+    assert "recency_days" not in model.log_features  # linear: see the spec's comment
+    assert "tenure_days" in model.log_features
