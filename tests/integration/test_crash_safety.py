@@ -86,7 +86,7 @@ def assert_warehouse_usable(home: Path) -> None:
         con.execute("checkpoint")
 
 
-def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home, capsys):
+def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home):
     before = serving(home).read_bytes()
     stop = home.parent / "stop-reader"
     reader = subprocess.Popen(
@@ -94,8 +94,27 @@ def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home
         stdout=subprocess.PIPE,
         text=True,
     )
-    first_view = json.loads(reader.stdout.readline())
+    try:
+        first_view = json.loads(reader.stdout.readline())
+        kill_twice_then_run(home, before)
+        stop.touch()
+        report = json.loads(reader.stdout.readline())
+        reader.wait(timeout=60)
+    finally:
+        if reader.poll() is None:  # a failed assertion above must not leave the reader behind
+            reader.kill()
+            reader.wait()
+    assert report["errors"] == []
+    assert report["queries"] > 10
+    assert report["seen"] == [json.dumps(first_view)]  # one consistent, old view throughout
+    with duckdb.connect(str(serving(home)), read_only=True) as con:  # a new connection
+        records, segments = con.execute(SNAPSHOT_SQL).fetchall()[0]
+    assert records > first_view[0]
+    assert segments == first_view[1]
 
+
+def kill_twice_then_run(home: Path, before: bytes) -> None:
+    """Kill `strata run` mid-dbt, then mid-publish; then run it to the end."""
     # 1. killed while dbt (a child process) writes the warehouse
     log = home.parent / "kill-dbt.log"
     run = start_strata(home, "run", "--date", END.isoformat(), log=log)
@@ -126,7 +145,6 @@ def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home
 
     # 3. the next run succeeds, with the reader still holding the old file
     assert main(["run", "--home", str(home), "--date", END.isoformat()]) == 0
-    capsys.readouterr()
     instance = dg.DagsterInstance.get()  # the copy's own instance (DAGSTER_HOME)
     runs = instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: "cli"}))
     assert all(run.is_finished for run in runs)  # the killed runs were marked failed
@@ -134,17 +152,6 @@ def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home
     assert len(killed) == 2
     assert serving(home).read_bytes() != before
     assert temporary() is None
-
-    stop.touch()
-    report = json.loads(reader.stdout.readline())
-    reader.wait(timeout=60)
-    assert report["errors"] == []
-    assert report["queries"] > 10
-    assert report["seen"] == [json.dumps(first_view)]  # one consistent, old view throughout
-    with duckdb.connect(str(serving(home)), read_only=True) as con:  # a new connection
-        records, segments = con.execute(SNAPSHOT_SQL).fetchall()[0]
-    assert records > first_view[0]
-    assert segments == first_view[1]
 
 
 def break_orders(home: Path, how: str) -> None:
