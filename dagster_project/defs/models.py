@@ -24,7 +24,7 @@ from dagster_project.defs.common import (
 )
 from dagster_project.defs.features.assets import USER_FEATURES
 from dagster_project.lib.registry import ModelStore, ModelVersion, spec_hash
-from dagster_project.lib.warehouse import read_frame
+from dagster_project.lib.warehouse import read_frame, replace_rows, table_exists
 
 MODEL_VERSIONS_TABLE = "marts.model_versions"
 
@@ -75,23 +75,13 @@ def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) 
             "promoted": [version.promoted],
         }
     )
-    con.execute("create schema if not exists marts")
-    con.register("__version", row.to_arrow())
-    try:
-        con.execute(
-            f"create table if not exists {MODEL_VERSIONS_TABLE} as select * from __version limit 0"
-        )
-        # tables created before promotion gates existed get the column (their rows: promoted)
+    if table_exists(con, "marts", "model_versions"):
+        # rows written before promotion gates existed were all promoted
         con.execute(
             f"alter table {MODEL_VERSIONS_TABLE} add column if not exists promoted boolean "
             "default true"
         )
-        con.execute(
-            f"delete from {MODEL_VERSIONS_TABLE} where model_version = ?", [version.version]
-        )
-        con.execute(f"insert into {MODEL_VERSIONS_TABLE} by name select * from __version")
-    finally:
-        con.unregister("__version")
+    replace_rows(con, MODEL_VERSIONS_TABLE, row, {"model_version": version.version})
 
 
 class VersionedModel:

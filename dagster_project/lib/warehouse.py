@@ -6,7 +6,7 @@ so results are always fetched whole (`fetchall`) or read through `con.sql(...)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -42,54 +42,27 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     )
 
 
-def replace_snapshot(
+def replace_rows(
     con: duckdb.DuckDBPyConnection,
     relation: str,
     frame: pl.DataFrame,
-    date_column: str,
-    day: date,
+    key: Mapping[str, Any],
 ) -> int:
-    """Replace the rows of one snapshot date in one transaction (idempotent reruns).
+    """Replace the rows matching `key` (column -> value) in one transaction (idempotent reruns).
 
-    The table is created from the frame's schema on first write; afterwards rows are
-    inserted by name, so a column order change in code does not scramble the table.
+    The table is created from the frame's schema on first write; afterwards columns the code
+    added are added to the table (NULL in older rows) and rows are inserted by name, so a
+    column order change in code does not scramble the table.
     """
     schema, _ = relation.split(".")
     con.execute(f"create schema if not exists {schema}")
-    con.register("__snapshot", frame.to_arrow())
-    try:
-        con.execute("begin transaction")
-        con.execute(f"create table if not exists {relation} as select * from __snapshot limit 0")
-        con.execute(f"delete from {relation} where {date_column} = ?", [day])
-        con.execute(f"insert into {relation} by name select * from __snapshot")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("__snapshot")
-    return frame.height
-
-
-def read_frame(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
-) -> pl.DataFrame:
-    return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
-
-
-def replace_rows(
-    con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame, column: str, value: Any
-) -> int:
-    """Replace the rows whose `column` equals `value` in one transaction (e.g. one model
-    version's rows); creates the table from the frame on first write, inserts by name."""
     add_missing_columns(con, relation, frame)
-    schema, _ = relation.split(".")
-    con.execute(f"create schema if not exists {schema}")
+    where = " and ".join(f"{column} = ?" for column in key)
     con.register("__rows", frame.to_arrow())
     try:
         con.execute("begin transaction")
         con.execute(f"create table if not exists {relation} as select * from __rows limit 0")
-        con.execute(f"delete from {relation} where {column} = ?", [value])
+        con.execute(f"delete from {relation} where {where}", list(key.values()))
         con.execute(f"insert into {relation} by name select * from __rows")
         con.execute("commit")
     except Exception:
@@ -98,6 +71,23 @@ def replace_rows(
     finally:
         con.unregister("__rows")
     return frame.height
+
+
+def replace_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    frame: pl.DataFrame,
+    date_column: str,
+    day: date,
+) -> int:
+    """Replace the rows of one snapshot date (see replace_rows)."""
+    return replace_rows(con, relation, frame, {date_column: day})
+
+
+def read_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> pl.DataFrame:
+    return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame) -> int:

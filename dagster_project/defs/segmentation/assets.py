@@ -34,7 +34,6 @@ from dagster_project.defs.models import (
 from dagster_project.lib import settings
 from dagster_project.lib.registry import ModelStore, ModelVersion, spec_hash
 from dagster_project.lib.warehouse import (
-    add_missing_columns,
     read_frame,
     replace_rows,
     replace_snapshot,
@@ -144,7 +143,7 @@ def _write_version_tables(
         (CLUSTER_PROFILES, profiles),
         (CLUSTER_LINEAGE, lineage),
     ):
-        written[key] = replace_rows(con, _relation(key), frame, "model_version", version.version)
+        written[key] = replace_rows(con, _relation(key), frame, {"model_version": version.version})
     return written
 
 
@@ -395,7 +394,6 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
                 "rules_version",
                 "run_id",
             )
-            add_missing_columns(con, _relation(USER_SEGMENTS), segments)
             rows += replace_snapshot(con, _relation(USER_SEGMENTS), segments, "snapshot_date", day)
             custom = assign_custom_maps(rules, spec).with_columns(*lineage)
             custom_rows += replace_snapshot(

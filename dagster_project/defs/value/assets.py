@@ -18,7 +18,7 @@ from dagster_project.defs.features.assets import USER_FEATURES
 from dagster_project.defs.models import FeatureHistory, VersionedModel, features_as_of
 from dagster_project.lib import settings
 from dagster_project.lib.registry import ModelStore, spec_hash
-from dagster_project.lib.warehouse import replace_snapshot, table_exists
+from dagster_project.lib.warehouse import replace_rows, replace_snapshot, table_exists
 
 USER_VALUE = dg.AssetKey(["marts", "user_value_daily"])
 VALUE_BACKTESTS = dg.AssetKey(["marts", "value_backtests"])
@@ -53,26 +53,6 @@ customer_value = VALUE_MODEL.build_asset(
 )
 
 
-def _add_missing_columns(
-    con: duckdb.DuckDBPyConnection, relation: str, frame: pl.DataFrame
-) -> None:
-    """Columns added in code reach an existing table (replace_snapshot inserts by name)."""
-    schema, table = relation.split(".")
-    if not table_exists(con, schema, table):
-        return
-    rows = con.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()
-    present = {row[0] for row in rows}
-    duck_types = {pl.String: "varchar", pl.Float64: "double", pl.Boolean: "boolean"}
-    for name, dtype in frame.schema.items():
-        if name not in present:
-            sql_type = duck_types.get(dtype.base_type(), "varchar")
-            con.execute(f'alter table {relation} add column "{name}" {sql_type}')
-
-
 @dg.asset(
     key=USER_VALUE,
     deps=[USER_FEATURES, VALUE_MODEL.asset_key],
@@ -105,7 +85,6 @@ def user_value_daily(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 )
                 .select("user_id", "snapshot_date", pl.exclude("user_id", "snapshot_date"))
             )
-            _add_missing_columns(con, "marts.user_value_daily", scored)
             rows += replace_snapshot(con, "marts.user_value_daily", scored, "snapshot_date", day)
     bands = scored.group_by("churn_risk_band").len().sort("churn_risk_band")
     models = (
@@ -161,27 +140,6 @@ def _segments_as_of(
     except Exception as exc:  # a breakdown, not a reason to fail the backtest
         notes.append(f"no value tiers as of {cut}: per-segment rows skipped ({exc})")
         return None
-
-
-def _write_backtest(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, key: tuple) -> int:
-    """Replace one backtest's rows (same snapshot date and backtest id): reruns are idempotent."""
-    relation = "marts.value_backtests"
-    con.execute("create schema if not exists marts")
-    con.register("__backtest", frame.to_arrow())
-    try:
-        con.execute("begin transaction")
-        con.execute(f"create table if not exists {relation} as select * from __backtest limit 0")
-        con.execute(
-            f"delete from {relation} where snapshot_date = ? and backtest_id = ?", list(key)
-        )
-        con.execute(f"insert into {relation} by name select * from __backtest")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("__backtest")
-    return frame.height
 
 
 @dg.asset(
@@ -258,7 +216,12 @@ def value_backtests(
                 pl.lit(f"{spec.name}-v{spec.version}-{spec_hash(VALUE_SPEC)}").alias("value_spec"),
                 pl.lit(context.run.run_id).alias("run_id"),
             )
-            rows += _write_backtest(con, frame, (day, backtest_id))
+            rows += replace_rows(
+                con,
+                "marts.value_backtests",
+                frame,
+                {"snapshot_date": day, "backtest_id": backtest_id},
+            )
             headline = {
                 k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.headline.items()
             }
