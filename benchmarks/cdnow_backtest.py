@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.backtest import orders_warehouse, run_backtest, tracking_inputs
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.value import ValueSpec, load_value_spec
+from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.value.backtest import orders_warehouse, run_backtest, tracking_inputs
+from dagster_project.lib.value.models import ValueSpec, load_value_spec
 
 CUT = date(1997, 9, 30)
 END = date(1998, 6, 30)
@@ -108,7 +108,7 @@ def lifetimes_baseline(result: Any, orders: pl.DataFrame) -> dict[str, float]:
     with orders_warehouse(orders) as con:
         cal = compute_user_features(con, CUT)
         end = compute_user_features(con, END)
-    from dagster_project.lib.evaluation import holdout_outcomes
+    from dagster_project.lib.value.metrics import holdout_outcomes
 
     out = holdout_outcomes(cal, end)
     x = out["repeat_purchases"].to_numpy().astype(float)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.clv import BetaGeoModel, GammaGammaModel, ParetoNBDModel
+from dagster_project.lib.value.clv import BetaGeoModel, GammaGammaModel, ParetoNBDModel
 
 TRUE = {"r": 0.6, "alpha": 40.0, "s": 0.7, "beta": 300.0, "p": 6.0, "q": 3.5, "gamma": 15.0}
 HORIZON_DAYS = 90.0

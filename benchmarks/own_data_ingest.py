@@ -22,8 +22,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.ingest import ingest_partitions, landed_dates
-from dagster_project.lib.sources import stage_sources
+from dagster_project.lib.ingestion.ingest import ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.source_mapping import stage_sources
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("users", "orders", "order_items")

@@ -21,10 +21,14 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from dagster_project.lib import settings
-from dagster_project.lib.generator import generate_sample
-from dagster_project.lib.segment_quality import THRESHOLDS, measure_quality, sample_features
-from dagster_project.lib.segments import load_segmentation_spec
+from dagster_project.lib.core import settings
+from dagster_project.lib.sample.generator import generate_sample
+from dagster_project.lib.segmentation.archetype_recovery import (
+    THRESHOLDS,
+    measure_quality,
+    sample_features,
+)
+from dagster_project.lib.segmentation.rules import load_segmentation_spec
 
 END = date(2024, 6, 30)
 LABELS = {

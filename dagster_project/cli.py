@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from dagster_project.lib import settings
+from dagster_project.lib.core import settings
 
 DAILY_JOB = "strata_daily"
 INGEST_JOB = "strata_ingest"
@@ -60,7 +60,7 @@ def _prepare_environment(
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from dagster_project.lib.generator import generate_sample
+    from dagster_project.lib.sample.generator import generate_sample
 
     paths = settings.strata_paths(args.home)
     if not 0.0 <= args.dirty_rate <= 1.0:
@@ -81,7 +81,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dirty_rate:
         import polars as pl
 
-        from dagster_project.lib.dirty import DEFECTS_FILE
+        from dagster_project.lib.sample.defects import DEFECTS_FILE
 
         defects = pl.read_parquet(paths.truth / DEFECTS_FILE)
         print(f"injected {defects.height:,} bad rows (each kind at rate {args.dirty_rate}):")
@@ -110,7 +110,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_check_sources(args: argparse.Namespace) -> int:
-    from dagster_project.lib.sources import MappingError, load_mapping, validate
+    from dagster_project.lib.ingestion.source_mapping import MappingError, load_mapping, validate
 
     try:
         mapping = load_mapping(args.sources)
@@ -126,7 +126,7 @@ def cmd_check_sources(args: argparse.Namespace) -> int:
 
 
 def _stage_sources(sources, paths: settings.StrataPaths) -> None:
-    from dagster_project.lib.sources import MappingError, stage_sources
+    from dagster_project.lib.ingestion.source_mapping import MappingError, stage_sources
 
     try:
         summary = stage_sources(sources, paths.landing)
@@ -306,9 +306,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except settings.SettingsError as exc:
         raise SystemExit(f"strata run: {exc}") from exc
 
-    from dagster_project.lib.ingest import CONTRACT_TABLES, landed_dates, stale_dates
-    from dagster_project.lib.runlock import RunLock, RunLockBusy, wait_for_warehouse
-    from dagster_project.lib.warehouse import connect
+    from dagster_project.lib.core.run_lock import RunLock, RunLockBusy, wait_for_warehouse
+    from dagster_project.lib.core.warehouse import connect
+    from dagster_project.lib.ingestion.ingest import CONTRACT_TABLES, landed_dates, stale_dates
 
     lock = RunLock(paths.home)
     try:
@@ -382,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[str]) -> None:
-    from dagster_project.lib.warehouse import connect, table_exists
+    from dagster_project.lib.core.warehouse import connect, table_exists
 
     print()
     print(f"checks: {len(passed)} passed, {len(failed)} failed")

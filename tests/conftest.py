@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dagster_project.lib import settings
+from dagster_project.lib.core import settings
 
 
 @pytest.fixture(scope="session", autouse=True)

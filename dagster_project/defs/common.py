@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from dagster_project.lib import settings, warehouse
+from dagster_project.lib.core import settings, warehouse
 
 # One writer at a time: DuckDB locks the file for every other process, readers included.
 WAREHOUSE_POOL = "duckdb_warehouse"

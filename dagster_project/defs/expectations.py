@@ -15,8 +15,8 @@ import dagster as dg
 import duckdb
 
 from dagster_project.defs.common import WarehouseResource, partition_days
-from dagster_project.lib import settings
-from dagster_project.lib.quality_log import record_suite, scrub_failures
+from dagster_project.lib.core import settings
+from dagster_project.lib.quality.run_log import record_suite, scrub_failures
 
 MAX_ROWS_PER_VALIDATION = 1_000_000
 WHOLE_TABLE_START = date(1900, 1, 1)
@@ -76,7 +76,7 @@ def expectation_suite_check(
     def check(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        from dagster_project.lib.quality import validate_frame
+        from dagster_project.lib.quality.gx_suites import validate_frame
 
         failures: list[dict] = []
         evaluated = rows = 0

@@ -23,8 +23,8 @@ from dagster_project.defs.common import (
     partition_days,
 )
 from dagster_project.defs.features.assets import USER_FEATURES
-from dagster_project.lib.registry import ModelStore, ModelVersion, spec_hash
-from dagster_project.lib.warehouse import read_frame, replace_rows, table_exists
+from dagster_project.lib.core.warehouse import read_frame, replace_rows, table_exists
+from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
 MODEL_VERSIONS_TABLE = "marts.model_versions"
 
@@ -52,7 +52,7 @@ def features_as_of(con: duckdb.DuckDBPyConnection, day: date) -> pl.DataFrame:
 
 def feature_history(con: duckdb.DuckDBPyConnection, day: date) -> FeatureHistory:
     """Features as of earlier days, recomputed from the marts with data up to each of them."""
-    from dagster_project.lib.features import compute_user_features
+    from dagster_project.lib.features.user_features import compute_user_features
 
     def as_of(days_back: int) -> pl.DataFrame:
         if days_back < 0:

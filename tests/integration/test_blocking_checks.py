@@ -5,8 +5,8 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from dagster_project.lib import settings
-from dagster_project.lib.generator import generate_sample
+from dagster_project.lib.core import settings
+from dagster_project.lib.sample.generator import generate_sample
 
 END = date(2024, 2, 29)
 GOOD_DAY = date(2024, 2, 28)

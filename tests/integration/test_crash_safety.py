@@ -35,7 +35,7 @@ from strata_processes import (
 )
 
 from dagster_project.cli import LAUNCHED_BY_TAG, main
-from dagster_project.lib.runlock import wait_for_warehouse
+from dagster_project.lib.core.run_lock import wait_for_warehouse
 
 # A rerun of END republishes the same rows plus its own record in data_quality_runs, so the
 # record count tells an old view from a new one.
@@ -193,7 +193,7 @@ def test_strata_refuses_a_second_run_on_the_same_data_directory(home):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from dagster_project.lib.runlock "
+            "import sys, time; from pathlib import Path; from dagster_project.lib.core.run_lock "
             "import RunLock; RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True);"
             " time.sleep(60)",
             str(home),

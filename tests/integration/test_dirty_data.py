@@ -7,9 +7,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from dagster_project.lib import settings
-from dagster_project.lib.dirty import DEFECTS_FILE
-from dagster_project.lib.generator import generate_sample
+from dagster_project.lib.core import settings
+from dagster_project.lib.sample.defects import DEFECTS_FILE
+from dagster_project.lib.sample.generator import generate_sample
 
 START, END = date(2024, 5, 1), date(2024, 5, 12)
 TABLES = ("orders", "order_items", "users", "events")

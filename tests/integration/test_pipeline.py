@@ -9,8 +9,8 @@ import pytest
 from pipeline_sample import DAYS, END, PREVIOUS, SEED, USERS
 
 from dagster_project.cli import main
-from dagster_project.lib import settings
-from dagster_project.lib.generator import generate_sample
+from dagster_project.lib.core import settings
+from dagster_project.lib.sample.generator import generate_sample
 
 # Columns that legitimately differ between two runs of the same partition.
 LINEAGE = {"run_id", "_run_id", "_ingested_at", "fitted_at"}

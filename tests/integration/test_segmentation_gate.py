@@ -12,12 +12,12 @@ import yaml
 
 from dagster_project.defs.common import WarehouseResource
 from dagster_project.defs.segmentation import assets, checks
-from dagster_project.lib import settings
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.generator import generate_sample
-from dagster_project.lib.registry import ModelStore
-from dagster_project.lib.segment_quality import build_sample_marts
-from dagster_project.lib.warehouse import replace_snapshot
+from dagster_project.lib.core import settings
+from dagster_project.lib.core.warehouse import replace_snapshot
+from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.model_store.store import ModelStore
+from dagster_project.lib.sample.generator import generate_sample
+from dagster_project.lib.segmentation.archetype_recovery import build_sample_marts
 
 END = date(2024, 4, 30)
 DAY1, DAY2 = END - timedelta(days=1), END

@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 from value_fixtures import START, synthetic_orders
 
-from dagster_project.lib.backtest import (
+from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.value.backtest import (
     BACKTEST_SCHEMA,
     BacktestResult,
     orders_warehouse,
@@ -23,9 +24,8 @@ from dagster_project.lib.backtest import (
     tracking_markdown,
     tracking_table,
 )
-from dagster_project.lib.clv import BetaGeoModel
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.value import ValueSpec, load_value_spec
+from dagster_project.lib.value.clv import BetaGeoModel
+from dagster_project.lib.value.models import ValueSpec, load_value_spec
 
 CUT = START + timedelta(days=330)
 HOLDOUT = 90

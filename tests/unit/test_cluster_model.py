@@ -8,10 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.lib.cluster_lineage import align_to_previous
-from dagster_project.lib.cluster_stability import bootstrap_stability, stability_gate
-from dagster_project.lib.clustering import SegmentClusterer
-from dagster_project.lib.surrogate import SurrogateTree, format_number
+from dagster_project.lib.segmentation.clustering.clusterer import SegmentClusterer
+from dagster_project.lib.segmentation.clustering.lineage import align_to_previous
+from dagster_project.lib.segmentation.clustering.stability import (
+    bootstrap_stability,
+    stability_gate,
+)
+from dagster_project.lib.segmentation.clustering.surrogate import SurrogateTree, format_number
 
 FEATURES = ["x", "y"]
 

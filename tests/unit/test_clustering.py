@@ -10,8 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.lib.clustering import SegmentClusterer, clusterer_from_spec
-from dagster_project.lib.segments import load_segmentation_spec
+from dagster_project.lib.segmentation.clustering.clusterer import (
+    SegmentClusterer,
+    clusterer_from_spec,
+)
+from dagster_project.lib.segmentation.rules import load_segmentation_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"
 FEATURES = ["monetary", "frequency", "events_90d"]

@@ -9,9 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.lib.dirty import DEFECTS_FILE, kinds_for
-from dagster_project.lib.generator import generate_sample
-from dagster_project.lib.ingest import CONTRACT_TABLES, ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.ingest import CONTRACT_TABLES, ingest_partitions, landed_dates
+from dagster_project.lib.sample.defects import DEFECTS_FILE, kinds_for
+from dagster_project.lib.sample.generator import generate_sample
 
 END = date(2024, 4, 30)
 USERS, DAYS, SEED, RATE = 150, 20, 3, 0.05

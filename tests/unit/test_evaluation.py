@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.lib.churn import ChurnClassifier, holdout_split
-from dagster_project.lib.evaluation import (
+from dagster_project.lib.value.churn import ChurnClassifier, holdout_split
+from dagster_project.lib.value.metrics import (
     calibration_by_decile,
     frequency_groups,
     holdout_outcomes,

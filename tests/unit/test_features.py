@@ -3,7 +3,7 @@ from datetime import date
 import duckdb
 import pytest
 
-from dagster_project.lib.features import FEATURE_COLUMNS, compute_user_features
+from dagster_project.lib.features.user_features import FEATURE_COLUMNS, compute_user_features
 
 AS_OF = date(2024, 6, 30)
 

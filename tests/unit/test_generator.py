@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dagster_project.lib.generator import (
+from dagster_project.lib.sample.generator import (
     ARCHETYPES,
     COLUMNS,
     EVENT_TYPES,

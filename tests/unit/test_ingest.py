@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.lib.ingest import (
+from dagster_project.lib.ingestion.ingest import (
     IngestError,
     ingest_partition,
     ingest_partitions,

@@ -3,7 +3,7 @@ from datetime import date
 import duckdb
 import pytest
 
-from dagster_project.lib.publish import (
+from dagster_project.lib.serving.publish import (
     SERVING_STORAGE_VERSION,
     export_parquet,
     publish_serving_copy,

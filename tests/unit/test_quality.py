@@ -1,6 +1,6 @@
-"""Unit tests for the GX suites in expectations/ and the runner in lib/quality.py.
+"""Unit tests for the GX suites in expectations/ and the runner in lib/quality/gx_suites.py.
 
-GX is imported once per test process (lib/quality caches its ephemeral context), so the
+GX is imported once per test process (lib/quality/gx_suites caches its ephemeral context), so the
 whole module costs one GX import plus ~0.1-0.5 s per validation.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagster_project.lib import quality
-from dagster_project.lib.quality import (
+from dagster_project.lib.quality import gx_suites as quality
+from dagster_project.lib.quality.gx_suites import (
     SuiteResult,
     SuiteSpecError,
     load_suite_spec,
@@ -508,5 +508,8 @@ def test_invalid_expectation_is_reported_not_dropped(tmp_path: Path) -> None:
 
 
 def test_importing_the_runner_does_not_import_gx() -> None:
-    code = "import sys, dagster_project.lib.quality; assert 'great_expectations' not in sys.modules"
+    code = (
+        "import sys, dagster_project.lib.quality.gx_suites; "
+        "assert 'great_expectations' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

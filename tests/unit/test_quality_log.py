@@ -7,8 +7,8 @@ from datetime import date
 
 import duckdb
 
-from dagster_project.lib.ingest import IngestStats
-from dagster_project.lib.quality_log import RELATION, record_ingestion, record_suite
+from dagster_project.lib.ingestion.ingest import IngestStats
+from dagster_project.lib.quality.run_log import RELATION, record_ingestion, record_suite
 
 D1, D2 = date(2024, 3, 1), date(2024, 3, 2)
 

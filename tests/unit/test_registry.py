@@ -1,7 +1,7 @@
 import json
 from datetime import date
 
-from dagster_project.lib.registry import ModelStore
+from dagster_project.lib.model_store.store import ModelStore
 
 
 def fit_counter():

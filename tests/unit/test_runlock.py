@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dagster_project.lib.runlock import (
+from dagster_project.lib.core.run_lock import (
     RunLock,
     RunLockBusy,
     wait_for_warehouse,
@@ -22,7 +22,7 @@ from dagster_project.lib.runlock import (
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from dagster_project.lib.runlock import RunLock
+from dagster_project.lib.core.run_lock import RunLock
 RunLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
 time.sleep(60)

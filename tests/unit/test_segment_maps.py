@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import yaml
 
-from dagster_project.lib.segments import (
+from dagster_project.lib.segmentation.rules import (
     RESERVED_SCHEMES,
     SegmentationSpec,
     assign_custom_maps,

@@ -12,14 +12,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.lib.clustering import clusterer_from_spec
-from dagster_project.lib.segment_model import (
+from dagster_project.lib.segmentation.clustering.clusterer import clusterer_from_spec
+from dagster_project.lib.segmentation.model import (
     SegmentModel,
     cluster_names,
     load_name_overrides,
     train_segment_model,
 )
-from dagster_project.lib.segments import SegmentationSpec, load_segmentation_spec
+from dagster_project.lib.segmentation.rules import SegmentationSpec, load_segmentation_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "models" / "segmentation.yml"

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.lib.generator import generate_sample
-from dagster_project.lib.segment_quality import THRESHOLDS, measure_quality, sample_features
-from dagster_project.lib.segments import load_segmentation_spec
+from dagster_project.lib.sample.generator import generate_sample
+from dagster_project.lib.segmentation.archetype_recovery import (
+    THRESHOLDS,
+    measure_quality,
+    sample_features,
+)
+from dagster_project.lib.segmentation.rules import load_segmentation_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"
 END = date(2024, 6, 30)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from dagster_project.lib.segments import (
+from dagster_project.lib.segmentation.rules import (
     SEGMENT_COLUMNS,
     MapRule,
     SegmentationSpec,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dagster_project.cli import main
-from dagster_project.lib import settings
+from dagster_project.lib.core import settings
 
 REPO = Path(__file__).resolve().parents[2]
 

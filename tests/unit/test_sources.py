@@ -9,9 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.lib.ingest import ingest_partitions, landed_dates
-from dagster_project.lib.settings import MAPPING_MANIFEST
-from dagster_project.lib.sources import (
+from dagster_project.lib.core.settings import MAPPING_MANIFEST
+from dagster_project.lib.ingestion.ingest import ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.source_mapping import (
     MAPPED_FILE,
     MappingError,
     load_mapping,

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.lib.clv import BetaGeoModel, discounted_expected_purchases
-from dagster_project.lib.value import (
+from dagster_project.lib.value.clv import BetaGeoModel, discounted_expected_purchases
+from dagster_project.lib.value.models import (
     DEFAULT_VALUE_SPEC_PATH,
     ValueModels,
     ValueSpec,

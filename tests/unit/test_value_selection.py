@@ -1,6 +1,6 @@
 """Model choice in fit_value_models: forecast by MAE per frequency group, churn by AUC, all on
 the internal holdout (D - W, D] and point-in-time. Data: value_fixtures.synthetic_orders run
-through the pipeline's own feature code (lib.features on an in-memory warehouse)."""
+through the pipeline's own feature code (lib.features.user_features on an in-memory warehouse)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 from value_fixtures import START, synthetic_orders
 
-from dagster_project.lib.backtest import orders_warehouse
-from dagster_project.lib.evaluation import frequency_groups
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.value import (
+from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.value.backtest import orders_warehouse
+from dagster_project.lib.value.metrics import frequency_groups
+from dagster_project.lib.value.models import (
     ValueModels,
     ValueSpec,
     fit_value_models,

@@ -6,8 +6,8 @@ from dagster_project.defs.common import (
     partition_days,
     preview,
 )
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.warehouse import replace_snapshot
+from dagster_project.lib.core.warehouse import replace_snapshot
+from dagster_project.lib.features.user_features import compute_user_features
 
 USER_FEATURES = dg.AssetKey(["features", "user_features"])
 MART_INPUTS = [

@@ -3,8 +3,13 @@
 import dagster as dg
 
 from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource, partition_days
-from dagster_project.lib.ingest import CONTRACT_TABLES, PARENTS, IngestError, ingest_partitions
-from dagster_project.lib.quality_log import record_ingestion
+from dagster_project.lib.ingestion.ingest import (
+    CONTRACT_TABLES,
+    PARENTS,
+    IngestError,
+    ingest_partitions,
+)
+from dagster_project.lib.quality.run_log import record_ingestion
 
 REQUIRED_SOURCES = ("orders",)
 

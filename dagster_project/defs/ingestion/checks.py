@@ -11,8 +11,8 @@ from collections.abc import Callable
 import dagster as dg
 
 from dagster_project.defs.expectations import expectation_suite_check
-from dagster_project.lib import settings
-from dagster_project.lib.ingest import (
+from dagster_project.lib.core import settings
+from dagster_project.lib.ingestion.ingest import (
     CONTRACT_TABLES,
     PARENTS,
     partition_audit_query,

@@ -31,15 +31,15 @@ from dagster_project.defs.models import (
     features_as_of,
     record_model_version,
 )
-from dagster_project.lib import settings
-from dagster_project.lib.registry import ModelStore, ModelVersion, spec_hash
-from dagster_project.lib.warehouse import (
+from dagster_project.lib.core import settings
+from dagster_project.lib.core.warehouse import (
     read_frame,
     replace_rows,
     replace_snapshot,
     replace_table,
     table_exists,
 )
+from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
 USER_SEGMENTS = dg.AssetKey(["marts", "user_segments_daily"])
 USER_CUSTOM_SEGMENTS = dg.AssetKey(["marts", "user_custom_segments_daily"])
@@ -68,8 +68,8 @@ def _relation(key: dg.AssetKey) -> str:
     ),
 )
 def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from dagster_project.lib.segments import load_segmentation_spec
-    from dagster_project.lib.segments import segment_catalog as build_catalog
+    from dagster_project.lib.segmentation.rules import load_segmentation_spec
+    from dagster_project.lib.segmentation.rules import segment_catalog as build_catalog
 
     # parse only: a map with a gap must still reach the check, which names the bad cells
     spec = load_segmentation_spec(SEGMENTATION_SPEC, validate=False)
@@ -84,7 +84,7 @@ def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 def _load_segment_model(store: ModelStore, version: ModelVersion) -> Any:
-    from dagster_project.lib.segment_model import SegmentModel
+    from dagster_project.lib.segmentation.model import SegmentModel
 
     model = store.load(version)
     if not isinstance(model, SegmentModel):
@@ -106,7 +106,7 @@ def _write_version_tables(
     con: duckdb.DuckDBPyConnection, version: ModelVersion, model: Any, overrides: pl.DataFrame
 ) -> dict[dg.AssetKey, int]:
     """The per-version rows of the candidates, profiles and lineage tables (idempotent)."""
-    from dagster_project.lib.segment_model import cluster_names
+    from dagster_project.lib.segmentation.model import cluster_names
 
     keys = pl.DataFrame(
         {
@@ -198,8 +198,8 @@ def _write_version_tables(
 def segment_clusters(
     context: dg.AssetExecutionContext, config: ModelFitConfig, warehouse: WarehouseResource
 ):
-    from dagster_project.lib.segment_model import load_name_overrides, train_segment_model
-    from dagster_project.lib.segments import load_segmentation_spec
+    from dagster_project.lib.segmentation.model import load_name_overrides, train_segment_model
+    from dagster_project.lib.segmentation.rules import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)
     overrides = load_name_overrides(NAME_OVERRIDES)
@@ -335,8 +335,8 @@ def _previous_snapshot(
     **DAILY_WAREHOUSE_ASSET,
 )
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    from dagster_project.lib.segment_model import cluster_names, load_name_overrides
-    from dagster_project.lib.segments import (
+    from dagster_project.lib.segmentation.model import cluster_names, load_name_overrides
+    from dagster_project.lib.segmentation.rules import (
         TRACKED_SCHEMES,
         assign_custom_maps,
         assign_rule_segments,

@@ -10,7 +10,7 @@ from dagster_project.defs.segmentation.assets import (
     USER_SEGMENTS,
     serving_version,
 )
-from dagster_project.lib.registry import ModelStore, spec_hash
+from dagster_project.lib.model_store.store import ModelStore, spec_hash
 
 user_segments_cover_every_user = covers_every_user_check(
     USER_SEGMENTS, "user_segments_cover_every_user"
@@ -22,7 +22,7 @@ def segment_maps_are_exact_partitions() -> dg.AssetCheckResult:
     """Every map of models/segmentation.yml (the R x F map, the 8 value tiers and any map a user
     adds under rules.maps) matches each cell of its score grid exactly once. Fails with the
     unmatched and doubly matched cells, and blocks every segment asset downstream."""
-    from dagster_project.lib.segments import check_spec_maps, load_segmentation_spec
+    from dagster_project.lib.segmentation.rules import check_spec_maps, load_segmentation_spec
 
     problems = check_spec_maps(load_segmentation_spec(SEGMENTATION_SPEC, validate=False))
     bad = {name: cells for name, cells in problems.items() if cells}

@@ -5,7 +5,7 @@ from dagster_project.defs.common import (
     WarehouseResource,
     partition_days,
 )
-from dagster_project.lib.publish import export_parquet, publish_serving_copy
+from dagster_project.lib.serving.publish import export_parquet, publish_serving_copy
 
 BI_TABLES = [
     dg.AssetKey(["marts", name])

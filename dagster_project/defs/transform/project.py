@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 
-from dagster_project.lib import settings
+from dagster_project.lib.core import settings
 
 
 @functools.cache

@@ -16,9 +16,9 @@ from dagster_project.defs.common import (
 )
 from dagster_project.defs.features.assets import USER_FEATURES
 from dagster_project.defs.models import FeatureHistory, VersionedModel, features_as_of
-from dagster_project.lib import settings
-from dagster_project.lib.registry import ModelStore, spec_hash
-from dagster_project.lib.warehouse import replace_rows, replace_snapshot, table_exists
+from dagster_project.lib.core import settings
+from dagster_project.lib.core.warehouse import replace_rows, replace_snapshot, table_exists
+from dagster_project.lib.model_store.store import ModelStore, spec_hash
 
 USER_VALUE = dg.AssetKey(["marts", "user_value_daily"])
 VALUE_BACKTESTS = dg.AssetKey(["marts", "value_backtests"])
@@ -31,7 +31,7 @@ VALUE_MODEL = VersionedModel("customer_value", VALUE_SPEC)
 
 def fit_value(features: pl.DataFrame, history: FeatureHistory) -> tuple[Any, dict[str, Any]]:
     """Fit on the snapshot; choose forecast and churn models on (D - W, D] (W = churn window)."""
-    from dagster_project.lib.value import fit_value_models, load_value_spec
+    from dagster_project.lib.value.models import fit_value_models, load_value_spec
 
     spec = load_value_spec(VALUE_SPEC)
     models = fit_value_models(features, spec, history(spec.churn_window_days))
@@ -67,7 +67,7 @@ customer_value = VALUE_MODEL.build_asset(
     **DAILY_WAREHOUSE_ASSET,
 )
 def user_value_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    from dagster_project.lib.value import load_value_spec, score_value
+    from dagster_project.lib.value.models import load_value_spec, score_value
 
     spec = load_value_spec(VALUE_SPEC)
     store = ModelStore(warehouse.paths.model_store)
@@ -132,7 +132,10 @@ def _segments_as_of(
         if stored.height:
             return stored
     try:
-        from dagster_project.lib.segments import assign_rule_segments, load_segmentation_spec
+        from dagster_project.lib.segmentation.rules import (
+            assign_rule_segments,
+            load_segmentation_spec,
+        )
 
         spec = load_segmentation_spec(SEGMENTATION_SPEC)
         tiers = assign_rule_segments(calibration, spec)
@@ -161,9 +164,9 @@ def _segments_as_of(
 def value_backtests(
     context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
 ):
-    from dagster_project.lib.backtest import run_backtest, tracking_inputs, tracking_markdown
-    from dagster_project.lib.features import compute_user_features
-    from dagster_project.lib.value import json_safe, load_value_spec
+    from dagster_project.lib.features.user_features import compute_user_features
+    from dagster_project.lib.value.backtest import run_backtest, tracking_inputs, tracking_markdown
+    from dagster_project.lib.value.models import json_safe, load_value_spec
 
     if config.holdout_days < 1:
         raise dg.Failure("holdout_days must be >= 1")

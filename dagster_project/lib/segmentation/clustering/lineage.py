@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.clustering import SegmentClusterer
+from dagster_project.lib.segmentation.clustering.clusterer import SegmentClusterer
 
 LINEAGE_SCHEMA: dict[str, Any] = {
     "event": pl.Utf8,

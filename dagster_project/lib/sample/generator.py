@@ -604,7 +604,7 @@ def generate_sample(
     """Write `days` days of landing files (ending at `end_date`, default yesterday UTC) for
     `users` users, plus the archetype ground truth. Reruns with the same arguments are
     byte-identical and replace the generator's partitions in the window. A `dirty_rate`
-    appends bad rows of every kind at that rate (see lib/dirty.py)."""
+    appends bad rows of every kind at that rate (see lib/sample/defects.py)."""
     if users < 1 or days < 1:
         raise ValueError("users and days must be >= 1")
     home = Path(home)
@@ -673,7 +673,7 @@ def generate_sample(
     truth_dir = home / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     _truth_frame(u, ids).write_parquet(truth_dir / "archetypes.parquet")
-    from dagster_project.lib.dirty import DEFECTS_FILE, inject_defects
+    from dagster_project.lib.sample.defects import DEFECTS_FILE, inject_defects
 
     (truth_dir / DEFECTS_FILE).unlink(missing_ok=True)  # a clean rerun leaves no stale record
     if dirty_rate:

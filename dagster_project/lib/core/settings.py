@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 MODEL_SPECS_DIR = PROJECT_ROOT / "models"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
@@ -18,7 +18,7 @@ DEFAULT_PARTITION_START = "2020-01-01"
 SAMPLE_PII_SALT = "strata-sample-data-salt"
 DEFAULT_MAX_REJECT_SHARE = 0.10
 DEFAULT_MAX_STALENESS_DAYS = 7.0
-# Written by the source mapping stage into the landing folder (see lib/sources.py).
+# Written by the source mapping stage into the landing folder (see lib/ingestion/source_mapping.py).
 MAPPING_MANIFEST = ".mapping.json"
 
 

@@ -12,7 +12,7 @@ heavy-tailed columns -> StandardScaler -> KMeans (MiniBatchKMeans above ``miniba
 for every k in [k_min, k_max] -> pick k by silhouette (on a fixed-seed sample) among candidates
 whose smallest cluster holds at least ``min_share`` of users -> relabel clusters in a canonical
 order. A refit on new data then matches its clusters to the previous version's
-(``lib/cluster_lineage.py``) and takes over their ids through :meth:`SegmentClusterer.set_ids`.
+(``clustering/lineage.py``) and takes over their ids through :meth:`SegmentClusterer.set_ids`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.segments import NamingSpec, SegmentationSpec
+from dagster_project.lib.segmentation.rules import NamingSpec, SegmentationSpec
 
 #: Canonical id order: clusters sorted by these scaled centroid coordinates first (-1 = descending),
 #: then by every other feature descending, in the order given. Id 0 is the most valuable cluster.

@@ -20,16 +20,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.cluster_lineage import align_to_previous
-from dagster_project.lib.cluster_stability import (
+from dagster_project.lib.segmentation.clustering.clusterer import (
+    SegmentClusterer,
+    clusterer_from_spec,
+)
+from dagster_project.lib.segmentation.clustering.lineage import align_to_previous
+from dagster_project.lib.segmentation.clustering.stability import (
     GateResult,
     StabilityReport,
     bootstrap_stability,
     stability_gate,
 )
-from dagster_project.lib.clustering import SegmentClusterer, clusterer_from_spec
-from dagster_project.lib.segments import SegmentationSpec
-from dagster_project.lib.surrogate import SurrogateTree, format_number
+from dagster_project.lib.segmentation.clustering.surrogate import SurrogateTree, format_number
+from dagster_project.lib.segmentation.rules import SegmentationSpec
 
 logger = logging.getLogger(__name__)
 

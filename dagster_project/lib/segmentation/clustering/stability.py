@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.clustering import SegmentClusterer
+from dagster_project.lib.segmentation.clustering.clusterer import SegmentClusterer
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.lib.warehouse import scalar
+from dagster_project.lib.core.warehouse import scalar
 
 # The oldest storage format our supported BI drivers read (DuckDB >= 1.0).
 SERVING_STORAGE_VERSION = "v1.0.0"

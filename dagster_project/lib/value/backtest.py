@@ -24,8 +24,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.clv import PurchaseModel
-from dagster_project.lib.evaluation import (
+from dagster_project.lib.value.clv import PurchaseModel
+from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
     X_COL,
@@ -36,7 +36,7 @@ from dagster_project.lib.evaluation import (
     rmse,
     roc_auc,
 )
-from dagster_project.lib.value import (
+from dagster_project.lib.value.models import (
     CHURN_CLASSIFIER,
     PROBABILISTIC,
     ValueModels,
@@ -113,7 +113,7 @@ class _Rows:
 
 @contextmanager
 def orders_warehouse(orders: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory warehouse holding just enough marts for lib.features, from an orders frame.
+    """An in-memory warehouse holding just enough marts for compute_user_features, from orders.
 
     ``orders``: user_id, order_date (Date), amount, and optionally is_completed (default
     true). Lets a backtest run on any order export (CDNOW, a CSV) through exactly the feature

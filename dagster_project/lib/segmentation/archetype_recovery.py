@@ -7,7 +7,7 @@
 4. surrogate tree fidelity (how far the readable rules can be trusted).
 
 The data path is the generator's landing files -> a minimal stand-in for the three dbt marts
-that ``lib/features.py`` reads (same columns and meaning, no cleaning: the generator's clean
+that ``compute_user_features`` reads (same columns and meaning, no cleaning: the generator's clean
 mode needs none) -> ``compute_user_features``. ``benchmarks/segmentation_quality.py`` prints the
 figures at 5,000 users; ``tests/unit/test_segment_quality.py`` asserts the same thresholds on
 small data.
@@ -25,9 +25,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.features import compute_user_features
-from dagster_project.lib.segment_model import train_segment_model
-from dagster_project.lib.segments import SegmentationSpec
+from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.segmentation.model import train_segment_model
+from dagster_project.lib.segmentation.rules import SegmentationSpec
 
 #: The issue's thresholds (issue 3, item 10).
 THRESHOLDS: dict[str, float] = {
@@ -41,7 +41,7 @@ THRESHOLDS: dict[str, float] = {
 def build_sample_marts(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     """marts.dim_users / fct_orders / fct_user_activity_daily from generated landing CSVs.
 
-    A stand-in for the dbt project with exactly the columns ``lib/features.py`` reads, so
+    A stand-in for the dbt project with exactly the columns ``compute_user_features`` reads, so
     quality figures need neither dbt nor Dagster.
     """
 

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.churn import DEFAULT_FEATURES, ChurnClassifier, holdout_split
-from dagster_project.lib.clv import (
+from dagster_project.lib.core import settings
+from dagster_project.lib.value.churn import DEFAULT_FEATURES, ChurnClassifier, holdout_split
+from dagster_project.lib.value.clv import (
     BetaGeoModel,
     GammaGammaModel,
     ParetoNBDModel,
@@ -41,7 +42,7 @@ from dagster_project.lib.clv import (
     discounted_expected_purchases,
     fitted_params_summary,
 )
-from dagster_project.lib.evaluation import (
+from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
     X_COL,
@@ -55,7 +56,7 @@ from dagster_project.lib.evaluation import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VALUE_SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "value.yml"
+DEFAULT_VALUE_SPEC_PATH = settings.MODEL_SPECS_DIR / "value.yml"
 
 BAND_KEYS = ("low", "medium", "high", "no_purchase", "unscored")
 FALLBACKS = ("population_mean", "own_aov")

@@ -41,14 +41,14 @@ import duckdb
 import polars as pl
 import yaml
 
-from dagster_project.lib.ingest import (
+from dagster_project.lib.core.settings import MAPPING_MANIFEST
+from dagster_project.lib.ingestion.ingest import (
     CONTRACT_TABLES,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     TABLE_SPECS,
     ColumnSpec,
 )
-from dagster_project.lib.settings import MAPPING_MANIFEST
 
 MAPPED_FILE = "mapped.parquet"
 FORMATS = ("csv", "parquet", "whitespace")
