@@ -40,7 +40,7 @@ CUT = date(1997, 9, 30)
 END = date(1998, 6, 30)
 START = date(1997, 1, 1)
 HOLDOUT_DAYS = (END - CUT).days  # 273 = 39 weeks
-# The literature's CDNOW baseline, lifetimes 0.11 on the master file (issue 4).
+# The literature's CDNOW baseline, lifetimes 0.11 on the master file.
 LIFETIMES_MAE = {"bgnbd": 0.819, "pareto_nbd": 0.794}
 
 

@@ -1,4 +1,4 @@
-"""Segmentation quality on generated data with hidden archetypes (issue 3, item 10).
+"""Segmentation quality on generated data with hidden archetypes.
 
 For each seed: generate USERS users over DAYS days, build user_features as of the last day, train
 the segmentation model exactly as the pipeline does (spec models/segmentation.yml) and print

@@ -7,6 +7,14 @@ import pytest
 from dagster_project.lib.core import settings
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-definitions-snapshot",
+        action="store_true",
+        help="rewrite tests/integration/definitions_snapshot.txt from the current definitions",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory):
     """Never touch the developer's ./.strata or Dagster instance from a test."""

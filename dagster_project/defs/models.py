@@ -23,7 +23,7 @@ from dagster_project.defs.common import (
     partition_days,
 )
 from dagster_project.defs.features.assets import USER_FEATURES
-from dagster_project.lib.core.warehouse import read_frame, replace_rows, table_exists
+from dagster_project.lib.core.warehouse import read_frame, replace_rows
 from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
 MODEL_VERSIONS_TABLE = "marts.model_versions"
@@ -75,12 +75,6 @@ def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) 
             "promoted": [version.promoted],
         }
     )
-    if table_exists(con, "marts", "model_versions"):
-        # rows written before promotion gates existed were all promoted
-        con.execute(
-            f"alter table {MODEL_VERSIONS_TABLE} add column if not exists promoted boolean "
-            "default true"
-        )
     replace_rows(con, MODEL_VERSIONS_TABLE, row, {"model_version": version.version})
 
 

@@ -1,5 +1,8 @@
 """A snapshot of what the code location defines, so an accidental rename shows in review."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 SNAPSHOT = Path(__file__).parent / "definitions_snapshot.txt"
@@ -21,13 +24,34 @@ def describe(definitions) -> list[str]:
     return lines
 
 
-def test_definitions_match_the_committed_snapshot(definitions):
+def test_definitions_match_the_committed_snapshot(definitions, request):
     current = "\n".join(describe(definitions)) + "\n"
-    if not SNAPSHOT.exists():  # first run writes it; review and commit it
+    if request.config.getoption("--update-definitions-snapshot"):
         SNAPSHOT.write_text(current)
-    assert current == SNAPSHOT.read_text(), (
-        f"definitions changed: if intended, delete {SNAPSHOT.name} and rerun to regenerate"
+    assert SNAPSHOT.exists(), (
+        f"{SNAPSHOT.name} is missing: run pytest --update-definitions-snapshot, review, commit"
     )
+    assert current == SNAPSHOT.read_text(), (
+        f"definitions changed: if intended, run pytest --update-definitions-snapshot "
+        f"and commit {SNAPSHOT.name}"
+    )
+
+
+def test_dg_dev_loads_the_code_location_without_dbt_on_path(dbt_manifest, tmp_path):
+    """`dg dev` from an unactivated venv re-parses dbt; it must find the venv's dbt itself."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "DAGSTER_IS_DEV_CLI": "1",
+        "STRATA_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    code = "from dagster_project.definitions import defs; print(len(defs().jobs))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) > 0
 
 
 def test_every_asset_has_a_group_and_kinds(definitions):

@@ -1,5 +1,5 @@
 """Backtests (lib.backtest): the long table's content checked against the orders themselves,
-the tracking chart by hand, and the CDNOW master benchmark (issue 4's baseline to beat)."""
+the tracking chart by hand, and the CDNOW master benchmark (the published baseline to beat)."""
 
 from __future__ import annotations
 

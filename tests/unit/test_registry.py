@@ -1,4 +1,3 @@
-import json
 from datetime import date
 
 from dagster_project.lib.model_store.store import ModelStore
@@ -89,7 +88,7 @@ def test_promoting_a_candidate_rewrites_its_card(tmp_path):
     assert store.latest_as_of("m", date(2024, 1, 8), "abc", promoted_only=True) == promoted
 
 
-def test_any_spec_lookup_and_cards_without_the_flag(tmp_path):
+def test_any_spec_lookup_skips_refused_candidates(tmp_path):
     store = ModelStore(tmp_path)
     fit, _ = fit_counter()
     old, _ = store.resolve("m", date(2024, 1, 1), "abc", refit=False, fit=fit)
@@ -97,9 +96,5 @@ def test_any_spec_lookup_and_cards_without_the_flag(tmp_path):
 
     assert store.latest_as_of("m", date(2024, 1, 6), None).spec_hash == "def"
     assert store.latest_as_of("m", date(2024, 1, 6), None, promoted_only=True) == old
-    # cards written before promotion gates existed have no flag: they count as promoted
-    card = tmp_path / "m" / old.version / "card.json"
-    payload = json.loads(card.read_text())
-    del payload["promoted"]
-    card.write_text(json.dumps(payload))
     assert store.latest_as_of("m", date(2024, 1, 6), "abc", promoted_only=True) == old
+    assert store.latest_as_of("m", date(2024, 1, 6), "def", promoted_only=True) is None

@@ -18,7 +18,7 @@ INGEST_SELECTION = (
 )
 
 # On 2 cores a multiprocess step costs a fresh Python (~5-10 s of imports) per asset, more
-# than most steps take; the daily job runs in process (measured in benchmarks/README).
+# than most steps take; the daily job runs in process (measured by benchmarks/load_definitions.py).
 daily_job = dg.define_asset_job(
     "strata_daily",
     selection=dg.AssetSelection.all(),

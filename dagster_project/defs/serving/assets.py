@@ -16,9 +16,7 @@ BI_TABLES = [
         "user_segments_daily",
         "user_value_daily",
         "segment_summary_daily",
-        # value backtests (issue 4)
         "value_backtests",
-        # segmentation (issue 3)
         "segment_catalog",
         "segment_model_candidates",
         "segment_cluster_profiles",

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtProject
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from dagster_project.lib.core import settings
 
@@ -18,8 +19,10 @@ def strata_dbt_project() -> DbtProject:
         project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROJECT_DIR
     )
     # `dg dev` re-parses on start; everything else uses the manifest prepared at setup time
-    # (`make setup` / `strata prepare`), so loading definitions never runs dbt.
-    project.prepare_if_dev()
+    # (`make prepare` / `strata prepare`), so loading definitions never runs dbt. Not
+    # `project.prepare_if_dev()`: it looks for `dbt` on PATH, which an unactivated venv lacks.
+    if using_dagster_dev():
+        _parse(project)
     return project
 
 
@@ -31,9 +34,12 @@ def dbt_executable() -> str:
 
 def prepare_manifest() -> None:
     """Run `dbt parse` now (setup time, the CLI, the test session)."""
+    _parse(strata_dbt_project())
+
+
+def _parse(project: DbtProject) -> None:
     from dagster_dbt import DbtCliResource
 
-    project = strata_dbt_project()
     dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
     dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
 
@@ -42,7 +48,7 @@ def manifest_path() -> str:
     path = strata_dbt_project().manifest_path
     if not path.exists():
         raise FileNotFoundError(
-            f"dbt manifest {path} is missing: run `make setup` or `strata prepare` first"
+            f"dbt manifest {path} is missing: run `make prepare` or `strata prepare` first"
         )
     return str(path)
 

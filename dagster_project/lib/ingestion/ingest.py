@@ -71,15 +71,6 @@ KIND_FUTURE = "future_timestamp"
 KIND_OUTSIDE = "outside_partition"
 KIND_DUPLICATE = "duplicate_id"
 KIND_ORPHAN = "orphan"
-REJECT_KINDS = (
-    KIND_MISSING,
-    KIND_UNPARSEABLE,
-    KIND_NEGATIVE,
-    KIND_FUTURE,
-    KIND_OUTSIDE,
-    KIND_DUPLICATE,
-    KIND_ORPHAN,
-)
 
 
 @dataclass(frozen=True)

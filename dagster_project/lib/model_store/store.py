@@ -7,7 +7,7 @@ that snapshot: a backfill of an old day never uses a model that saw the future.
 
 A version is either promoted (scoring may use it) or a candidate that a promotion gate refused
 (kept with its card and metrics as evidence, never used for scoring). Versions saved without a
-gate, and cards written before the flag existed, are promoted.
+gate are promoted.
 """
 
 from __future__ import annotations

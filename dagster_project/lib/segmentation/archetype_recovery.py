@@ -29,7 +29,7 @@ from dagster_project.lib.features.user_features import compute_user_features
 from dagster_project.lib.segmentation.model import train_segment_model
 from dagster_project.lib.segmentation.rules import SegmentationSpec
 
-#: The issue's thresholds (issue 3, item 10).
+#: What archetype recovery must reach on generated data to count as working.
 THRESHOLDS: dict[str, float] = {
     "ari_vs_archetypes": 0.8,
     "bootstrap_ari": 0.8,

@@ -10,7 +10,6 @@ its consistent snapshot and a new connection sees the new one. The file is creat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -22,13 +21,6 @@ from dagster_project.lib.core.warehouse import scalar
 SERVING_STORAGE_VERSION = "v1.0.0"
 PUBLISHED_SCHEMA = "marts"
 SNAPSHOT_COLUMNS = ("snapshot_date",)
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    serving_file: Path
-    tables: dict[str, int]
-    parquet_files: list[Path]
 
 
 def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -61,11 +61,10 @@ DEFAULT_VALUE_SPEC_PATH = settings.MODEL_SPECS_DIR / "value.yml"
 BAND_KEYS = ("low", "medium", "high", "no_purchase", "unscored")
 FALLBACKS = ("population_mean", "own_aov")
 # Model ids written to every row (forecast_model, churn_model, spend_model).
-FORECAST_MODELS = ("bgnbd", "pareto_nbd")
 CHURN_CLASSIFIER = "gbm"
 PROBABILISTIC = "probabilistic"
 
-# Feature columns (CONTRACT.md "Features") this module reads.
+# Feature columns (marts.user_features_daily) this module reads.
 REQUIRED_COLUMNS = ("user_id", "is_customer", X_COL, TX_COL, T_COL, "frequency", "monetary")
 SIMPLE_LTV_COLUMNS = ("is_customer", "orders_30d", "orders_trend_30d", "revenue_30d")
 
