@@ -383,6 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[str]) -> None:
     from dagster_project.lib.core.warehouse import connect, table_exists
+    from dagster_project.lib.segmentation.schemes import scheme_names
 
     print()
     print(f"checks: {len(passed)} passed, {len(failed)} failed")
@@ -402,15 +403,16 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
             latest = con.execute(
                 "select max(snapshot_date) from marts.segment_summary_daily"
             ).fetchall()[0][0]
+            names = list(scheme_names())
             sizes = con.execute(
                 "select scheme, segment, segment_label, users from marts.segment_summary_daily "
-                "where snapshot_date = ? and scheme in ('value_tier', 'lifecycle', 'cluster') "
-                "order by scheme, users desc",
-                [latest],
+                "where snapshot_date = ? and list_contains(?, scheme) "
+                "order by list_position(?, scheme), users desc",
+                [latest, names, names],
             ).fetchall()
             print(f"segment sizes on {latest}:")
             for scheme, segment, label, users in sizes:
-                print(f"  {scheme:<12} {segment:<26} {label or '':<12} {users:>8,}")
+                print(f"  {scheme:<16} {segment:<26} {label or '':<12} {users:>8,}")
     print(f"Parquet exports: {paths.serving_parquet}")
     print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
 

@@ -1,49 +1,26 @@
 {#
-    The schemes of user_segments_daily as rows: one row per user, snapshot and scheme
-    (user_id, snapshot_date, scheme, segment, segment_label). `relation` is a CTE or relation with
-    the columns of user_segments_daily. Scheme names are the catalog's (marts.segment_catalog)
-    and the playbook's; the cluster id is the segment key of scheme `cluster`.
+    The schemes of a relation as rows: one row per user, snapshot and scheme (user_id,
+    snapshot_date, scheme, segment, segment_label, then `columns` as they are). `relation` is a
+    CTE or relation with the segment and label columns of every scheme of `source` (all schemes
+    when none); segment keys are text (the cluster id too). The schemes are the var
+    segment_schemes: one union branch each, the same shape by design (portable SQL, no arrays).
 #}
-{% macro segment_memberships(relation) -%}
-    select
-        user_id,
-        snapshot_date,
-        'rfm_segment' as scheme,
-        rfm_segment as segment,
-        rfm_segment_label as segment_label
-    from {{ relation }}
+{% macro segment_memberships(relation, source='segments', columns=[]) -%}
+    {%- for scheme in segment_schemes(source) %}
+        {%- if not loop.first %}
     union all
+        {%- endif %}
     select
         user_id,
         snapshot_date,
-        'value_tier' as scheme,
-        value_tier as segment,
-        value_tier_label as segment_label
+        '{{ scheme["scheme"] }}' as scheme,
+        cast({{ scheme["segment_column"] }} as varchar) as segment,
+        {{ scheme["label_column"] }} as segment_label
+        {%- for column in columns %},
+        {{ column }}
+        {%- endfor %}
     from {{ relation }}
-    union all
-    select
-        user_id,
-        snapshot_date,
-        'lifecycle_stage' as scheme,
-        lifecycle_stage as segment,
-        lifecycle_label as segment_label
-    from {{ relation }}
-    union all
-    select
-        user_id,
-        snapshot_date,
-        'ops_tier' as scheme,
-        ops_tier as segment,
-        ops_tier_label as segment_label
-    from {{ relation }}
-    union all
-    select
-        user_id,
-        snapshot_date,
-        'cluster' as scheme,
-        cast(cluster_id as varchar) as segment,
-        cluster_name as segment_label
-    from {{ relation }}
+    {%- endfor %}
 {%- endmacro %}
 
 

@@ -4,35 +4,19 @@ from datetime import date
 
 import dagster as dg
 import polars as pl
+from run_outcomes import failed_checks, materialized
 
 from dagster_project.lib.core import settings
 from dagster_project.lib.sample.generator import generate_sample
 
 END = date(2024, 2, 29)
 GOOD_DAY = date(2024, 2, 28)
-DOWNSTREAM = [
-    ["features", "user_features"],
-    ["marts", "user_segments_daily"],
-    ["marts", "user_value_daily"],
-    ["serving", "strata"],
-]
-
-
-def materialized_keys(result) -> set[tuple[str, ...]]:
-    return {
-        tuple(event.asset_key.path)
-        for event in result.all_events
-        if event.event_type_value == "ASSET_MATERIALIZATION"
-    }
-
-
-def failed_checks(result) -> list[str]:
-    return [
-        event.event_specific_data.check_name
-        for event in result.all_events
-        if event.event_type_value == "ASSET_CHECK_EVALUATION"
-        and not event.event_specific_data.passed
-    ]
+DOWNSTREAM = {
+    "features/user_features",
+    "marts/user_segments_daily",
+    "marts/user_value_daily",
+    "serving/strata",
+}
 
 
 def test_invalid_status_values_block_downstream_assets(tmp_path, definitions, monkeypatch):
@@ -70,14 +54,10 @@ def test_invalid_status_values_block_downstream_assets(tmp_path, definitions, mo
         partition_key=END.isoformat(), instance=instance, raise_on_error=False
     )
 
-    assert "raw_orders_passes_expectations" in failed_checks(broken)
-    assert not materialized_keys(broken) & {tuple(k) for k in DOWNSTREAM}
+    failed = failed_checks(broken)
+    assert "raw/orders:raw_orders_passes_expectations" in failed
+    assert not materialized(broken) & DOWNSTREAM
     assert paths.serving_db.read_bytes() == published
-    evaluation = next(
-        e.event_specific_data
-        for e in broken.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "raw_orders_passes_expectations"
-    )
+    evaluation = failed["raw/orders:raw_orders_passes_expectations"]
     failures = evaluation.metadata["failures"].value
     assert any("shipped" in str(f["unexpected_sample"]) for f in failures)

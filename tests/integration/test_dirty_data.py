@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import duckdb
 import polars as pl
+from run_outcomes import failed_checks, materialized
 
 from dagster_project.lib.core import settings
 from dagster_project.lib.sample.defects import DEFECTS_FILE
@@ -17,22 +18,6 @@ RANGE_TAGS = {
     "dagster/asset_partition_range_start": START.isoformat(),
     "dagster/asset_partition_range_end": END.isoformat(),
 }
-
-
-def check_evaluations(result) -> dict[str, dict]:
-    return {
-        f"{e.event_specific_data.asset_key.to_user_string()}:{e.event_specific_data.check_name}": e
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def materialized(result) -> set[str]:
-    return {
-        e.asset_key.to_user_string()
-        for e in result.all_events
-        if e.event_type_value == "ASSET_MATERIALIZATION"
-    }
 
 
 def test_injected_rows_are_quarantined_by_kind_and_too_many_stop_the_run(
@@ -49,11 +34,9 @@ def test_injected_rows_are_quarantined_by_kind_and_too_many_stop_the_run(
     # each kind at 5 %: about a fifth of the rows are bad, above the 10 % default
     stopped = job.execute_in_process(instance=instance, tags=RANGE_TAGS, raise_on_error=False)
     assert not stopped.success
-    failed = {
-        k: e for k, e in check_evaluations(stopped).items() if not e.event_specific_data.passed
-    }
+    failed = failed_checks(stopped)
     assert "raw/users:raw_partitions_passes_expectations" in failed
-    failures = failed["raw/users:raw_partitions_passes_expectations"].event_specific_data
+    failures = failed["raw/users:raw_partitions_passes_expectations"]
     assert any(f["column"] == "reject_share" for f in failures.metadata["failures"].value)
     assert "marts/fct_orders" not in materialized(stopped)
 

@@ -11,6 +11,7 @@ from pipeline_sample import DAYS, END, PREVIOUS, SEED, USERS
 from dagster_project.cli import main
 from dagster_project.lib.core import settings
 from dagster_project.lib.sample.generator import generate_sample
+from dagster_project.lib.segmentation.schemes import scheme_names
 
 # Columns that legitimately differ between two runs of the same partition.
 LINEAGE = {"run_id", "_run_id", "_ingested_at", "fitted_at"}
@@ -80,9 +81,41 @@ def test_segment_summary_shares_add_up_per_scheme(warehouse):
         "select snapshot_date, scheme, sum(share), sum(users) from marts.segment_summary_daily "
         "group by snapshot_date, scheme"
     ).fetchall()
-    assert {row[1] for row in sums} >= {"value_tier", "lifecycle", "cluster"}
-    for _, _, share, _ in sums:
-        assert share == pytest.approx(1.0)
+    assert {row[1] for row in sums} == set(scheme_names())
+    for _, scheme, share, _ in sums:
+        assert share == pytest.approx(1.0), scheme
+
+
+def test_the_summary_carries_every_catalog_scheme_under_the_catalog_names(warehouse):
+    """A BI join of summary to catalog or playbook keeps every row (cluster keys are per model
+    version: they join segment_cluster_profiles)."""
+    catalog_schemes = {
+        r[0]
+        for r in warehouse.execute("select distinct scheme from marts.segment_catalog").fetchall()
+    }
+    summary_schemes = {
+        r[0]
+        for r in warehouse.execute(
+            "select distinct scheme from marts.segment_summary_daily"
+        ).fetchall()
+    }
+    assert catalog_schemes == summary_schemes - {"cluster"}
+    assert {"lifecycle_stage", "ops_tier"} <= summary_schemes
+    unmatched = warehouse.execute(
+        "select summary.scheme, summary.segment from marts.segment_summary_daily as summary "
+        "left join marts.segment_catalog as catalog "
+        "on summary.scheme = catalog.scheme and summary.segment = catalog.key "
+        "left join (select distinct cast(cluster_id as varchar) as cluster_id "
+        "from marts.segment_cluster_profiles) as clusters "
+        "on summary.scheme = 'cluster' and summary.segment = clusters.cluster_id "
+        "where catalog.key is null and clusters.cluster_id is null"
+    ).fetchall()
+    assert unmatched == []
+    playbook_schemes = {
+        r[0]
+        for r in warehouse.execute("select distinct scheme from marts.segment_playbook").fetchall()
+    }
+    assert playbook_schemes <= summary_schemes
 
 
 def test_serving_file_and_parquet_exports_hold_the_bi_tables(pipeline_home):
@@ -187,6 +220,36 @@ def test_backfilling_an_earlier_day_gives_the_rows_of_running_it_first(
         empty_ok = ("marts.segment_migration", "marts.user_custom_segments")
         assert frame.height > 0 or relation.startswith(empty_ok), relation
         assert backfilled[relation].equals(frame), relation
+
+
+def test_user_360_since_dates_are_right_after_a_backfill(pipeline_home, backfilled_home):
+    """previous_<scheme> and <scheme>_since come from the history, which a backfill rebuilds.
+
+    The rule schemes match running the days in order. Cluster ids on the later day may differ
+    between the two orders (the later model is matched to whichever version existed when it was
+    fitted), so for clusters user_360 must agree with the backfilled home's own history.
+    """
+    rule_columns = (
+        "user_id, previous_lifecycle_stage, lifecycle_stage_since, previous_value_tier, "
+        "value_tier_since, previous_rfm_segment, rfm_segment_since, previous_ops_tier, "
+        "ops_tier_since"
+    )
+    frames = []
+    for home in (pipeline_home, backfilled_home):
+        with duckdb.connect(str(home.warehouse), read_only=True) as con:
+            frames.append(con.sql(f"select {rule_columns} from marts.user_360 order by 1").pl())
+    in_order, backfilled = frames
+    assert in_order.height > 0
+    assert in_order["lifecycle_stage_since"].min() == PREVIOUS  # spells open before END
+    assert backfilled.equals(in_order)
+    with duckdb.connect(str(backfilled_home.warehouse), read_only=True) as con:
+        disagree = con.execute(
+            "select count(*) from marts.user_360 as u join marts.user_segment_history as h "
+            "on u.user_id = h.user_id and h.scheme = 'cluster' and h.is_current "
+            "where u.cluster_id_since is distinct from h.valid_from "
+            "or cast(u.previous_cluster_id as varchar) is distinct from h.previous_segment"
+        ).fetchall()[0][0]
+    assert disagree == 0
 
 
 EMAIL = re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}")

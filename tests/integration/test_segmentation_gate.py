@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from run_outcomes import check_evaluations, materialized
 
 from dagster_project.defs.common import WarehouseResource
 from dagster_project.defs.segmentation import assets, checks
@@ -17,7 +18,7 @@ from dagster_project.lib.core.warehouse import replace_snapshot
 from dagster_project.lib.features.user_features import compute_user_features
 from dagster_project.lib.model_store.store import ModelStore
 from dagster_project.lib.sample.generator import generate_sample
-from dagster_project.lib.segmentation.archetype_recovery import build_sample_marts
+from dagster_project.testing.stand_in_marts import landing_marts
 
 END = date(2024, 4, 30)
 DAY1, DAY2 = END - timedelta(days=1), END
@@ -37,7 +38,7 @@ def home(tmp_path_factory) -> Path:
     generate_sample(home, users=400, days=90, seed=5, end_date=END)
     paths = settings.strata_paths(home)
     with duckdb.connect(str(paths.warehouse)) as con:
-        build_sample_marts(con, paths.landing)
+        landing_marts(con, paths.landing)
         for day in (DAY1, DAY2):
             features = compute_user_features(con, day)
             replace_snapshot(con, "features.user_features", features, "as_of_date", day)
@@ -68,28 +69,12 @@ def run(home: Path, day: date, refit: bool = False) -> dg.ExecuteInProcessResult
     )
 
 
-def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, object]:
-    return {
-        e.event_specific_data.check_name: e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {
-        e.asset_key.to_user_string()
-        for e in result.all_events
-        if e.event_type_value == "ASSET_MATERIALIZATION"
-    }
-
-
 def test_a_refused_refit_keeps_scoring_on_the_promoted_version(home, tmp_path, monkeypatch):
     first = run(home, DAY1)
     assert first.success
-    checked = evaluations(first)
-    assert checked["segment_maps_are_exact_partitions"].passed
-    assert checked["user_segments_cover_every_user"].passed
+    checked = check_evaluations(first)
+    assert checked["marts/segment_catalog:segment_maps_are_exact_partitions"].passed
+    assert checked["marts/user_segments_daily:user_segments_cover_every_user"].passed
     promoted = ModelStore(settings.strata_paths(home).model_store).versions("segment_clusters")
     assert [v.promoted for v in promoted] == [True]
 
@@ -100,7 +85,7 @@ def test_a_refused_refit_keeps_scoring_on_the_promoted_version(home, tmp_path, m
     use_spec(monkeypatch, edited_spec(tmp_path, impossible))
     second = run(home, DAY2, refit=True)
     assert second.success  # WARN does not block
-    gate = evaluations(second)["segment_clusters_pass_stability_gate"]
+    gate = check_evaluations(second)["models/segment_clusters:segment_clusters_pass_stability_gate"]
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     evidence = gate.metadata["by_day"].value[DAY2.isoformat()]
     assert evidence["promoted"] is False and evidence["reasons"]
@@ -125,7 +110,7 @@ def test_a_refused_refit_keeps_scoring_on_the_promoted_version(home, tmp_path, m
         nulls = con.execute(
             "select count(*) from marts.user_segments_daily where snapshot_date = ? and ("
             "cluster_reason is null or rfm_reason is null or lifecycle_reason is null "
-            "or cluster_id_since is null or cluster_name is null)",
+            "or cluster_name is null)",
             [DAY2],
         ).fetchall()[0][0]
         assert nulls == 0
@@ -137,7 +122,7 @@ def test_a_map_with_a_gap_fails_with_its_cells_and_blocks_the_segments(home, tmp
 
     use_spec(monkeypatch, edited_spec(tmp_path, drop_champions))
     result = run(home, DAY2)
-    check = evaluations(result)["segment_maps_are_exact_partitions"]
+    check = check_evaluations(result)["marts/segment_catalog:segment_maps_are_exact_partitions"]
     assert not check.passed
     assert check.metadata["bad_cells"].value == {
         "rfm_segment": ["r=5 f=4: unmatched", "r=5 f=5: unmatched"]

@@ -18,7 +18,6 @@ from dagster_project.lib.features.user_features import compute_user_features
 from dagster_project.lib.value.backtest import (
     BACKTEST_SCHEMA,
     BacktestResult,
-    orders_warehouse,
     run_backtest,
     tracking_inputs,
     tracking_markdown,
@@ -26,6 +25,7 @@ from dagster_project.lib.value.backtest import (
 )
 from dagster_project.lib.value.clv import BetaGeoModel
 from dagster_project.lib.value.models import ValueSpec, load_value_spec
+from dagster_project.testing.stand_in_marts import orders_warehouse
 
 CUT = START + timedelta(days=330)
 HOLDOUT = 90

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from dagster_project.lib.segmentation.rules import (
     SegmentationSpec,
     assign_custom_maps,
     assign_rule_segments,
-    carry_segment_changes,
     check_spec_maps,
     compute_cuts,
     explain_rule_segments,
@@ -218,59 +216,3 @@ def test_reasons_need_the_same_users_in_the_same_order(spec: SegmentationSpec) -
 
 
 # ------------------------------------------------------------- previous segment and since
-
-
-def snapshot(segments: dict[str, str], day: date) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "user_id": list(segments),
-            "lifecycle_stage": list(segments.values()),
-            "cluster_id": pl.Series([1] * len(segments), dtype=pl.Int32),
-        }
-    ).with_columns(pl.lit(day).alias("snapshot_date"))
-
-
-def spell(row: dict[str, Any]) -> tuple[str | None, date]:
-    return row["previous_lifecycle_stage"], row["lifecycle_stage_since"]
-
-
-def test_previous_segment_and_since_date_carry_across_snapshots() -> None:
-    d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 5)
-    first = carry_segment_changes(snapshot({"a": "active", "b": "new"}, d1), None, d1, None)
-    assert first.get_column("lifecycle_stage_since").to_list() == [d1, d1]
-    assert first.get_column("previous_lifecycle_stage").to_list() == [None, None]
-
-    second = carry_segment_changes(
-        snapshot({"a": "active", "b": "active", "c": "new"}, d2), first, d2, d1
-    )
-    rows = {r["user_id"]: r for r in second.to_dicts()}
-    assert (rows["a"]["previous_lifecycle_stage"], rows["a"]["lifecycle_stage_since"]) == (None, d1)
-    assert (rows["b"]["previous_lifecycle_stage"], rows["b"]["lifecycle_stage_since"]) == (
-        "new",
-        d2,
-    )
-    assert (rows["c"]["previous_lifecycle_stage"], rows["c"]["lifecycle_stage_since"]) == (None, d2)
-    assert rows["a"]["cluster_id_since"] == d1 and rows["c"]["cluster_id_since"] == d2
-
-    # a later snapshot (a missing day in between does not break a spell)
-    third = carry_segment_changes(
-        snapshot({"a": "at_risk", "b": "active", "c": "new"}, d3), second, d3, d2
-    )
-    rows = {r["user_id"]: r for r in third.to_dicts()}
-    assert (rows["a"]["previous_lifecycle_stage"], rows["a"]["lifecycle_stage_since"]) == (
-        "active",
-        d3,
-    )
-    assert (rows["b"]["previous_lifecycle_stage"], rows["b"]["lifecycle_stage_since"]) == (
-        "new",
-        d2,
-    )
-    assert (rows["c"]["previous_lifecycle_stage"], rows["c"]["lifecycle_stage_since"]) == (None, d2)
-    assert third.columns[: len(snapshot({}, d3).columns)] == snapshot({}, d3).columns
-
-
-def test_rows_written_before_the_columns_existed_start_a_spell_at_their_snapshot() -> None:
-    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
-    old = snapshot({"a": "active"}, d1)  # no previous_* / *_since columns
-    out = carry_segment_changes(snapshot({"a": "active"}, d2), old, d2, d1)
-    assert out.row(0, named=True)["lifecycle_stage_since"] == d1

@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from dagster_project.lib.sample.generator import generate_sample
-from dagster_project.lib.segmentation.archetype_recovery import (
-    THRESHOLDS,
-    measure_quality,
-    sample_features,
-)
+from dagster_project.lib.segmentation.archetype_recovery import THRESHOLDS, measure_quality
 from dagster_project.lib.segmentation.rules import load_segmentation_spec
+from dagster_project.testing.stand_in_marts import sample_features
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"
 END = date(2024, 6, 30)

@@ -14,7 +14,6 @@ import pytest
 from value_fixtures import START, synthetic_orders
 
 from dagster_project.lib.features.user_features import compute_user_features
-from dagster_project.lib.value.backtest import orders_warehouse
 from dagster_project.lib.value.metrics import frequency_groups
 from dagster_project.lib.value.models import (
     ValueModels,
@@ -23,6 +22,7 @@ from dagster_project.lib.value.models import (
     load_value_spec,
     score_value,
 )
+from dagster_project.testing.stand_in_marts import orders_warehouse
 
 D = START + timedelta(days=400)
 

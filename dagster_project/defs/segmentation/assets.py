@@ -33,11 +33,9 @@ from dagster_project.defs.models import (
 )
 from dagster_project.lib.core import settings
 from dagster_project.lib.core.warehouse import (
-    read_frame,
     replace_rows,
     replace_snapshot,
     replace_table,
-    table_exists,
 )
 from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
@@ -70,10 +68,12 @@ def _relation(key: dg.AssetKey) -> str:
 def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
     from dagster_project.lib.segmentation.rules import load_segmentation_spec
     from dagster_project.lib.segmentation.rules import segment_catalog as build_catalog
+    from dagster_project.lib.value.models import load_value_spec
 
     # parse only: a map with a gap must still reach the check, which names the bad cells
     spec = load_segmentation_spec(SEGMENTATION_SPEC, validate=False)
-    catalog = build_catalog(spec).with_columns(
+    bands = load_value_spec().band_labels
+    catalog = build_catalog(spec, bands).with_columns(
         pl.lit(spec_hash(SEGMENTATION_SPEC)).alias("spec_hash")
     )
     with warehouse.connect() as con:
@@ -277,35 +277,6 @@ def segment_clusters(
     )
 
 
-def _previous_snapshot(
-    con: duckdb.DuckDBPyConnection, day: Any, columns: list[str]
-) -> tuple[pl.DataFrame | None, Any]:
-    """The rows of the latest snapshot before `day` (the columns that carry changes)."""
-    relation = _relation(USER_SEGMENTS)
-    if not table_exists(con, *USER_SEGMENTS.path):
-        return None, None
-    previous_day = con.execute(
-        f"select max(snapshot_date) from {relation} where snapshot_date < ?", [day]
-    ).fetchall()[0][0]
-    if previous_day is None:
-        return None, None
-    present = {
-        row[0]
-        for row in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = ?",
-            list(USER_SEGMENTS.path),
-        ).fetchall()
-    }
-    wanted = ", ".join(c for c in ["user_id", *columns] if c in present)
-    frame = read_frame(
-        con,
-        f"select {wanted} from {relation} where snapshot_date = $day",
-        {"day": previous_day},
-    )
-    return frame, previous_day
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -337,11 +308,8 @@ def _previous_snapshot(
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     from dagster_project.lib.segmentation.model import cluster_names, load_name_overrides
     from dagster_project.lib.segmentation.rules import (
-        TRACKED_SCHEMES,
         assign_custom_maps,
         assign_rule_segments,
-        carry_segment_changes,
-        change_columns,
         compute_cuts,
         explain_rule_segments,
         load_segmentation_spec,
@@ -351,7 +319,6 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
     overrides = load_name_overrides(NAME_OVERRIDES)
     store = ModelStore(warehouse.paths.model_store)
     rules_version = f"rules-{spec_hash(SEGMENTATION_SPEC)}"
-    carried = [c for s in TRACKED_SCHEMES for c in (s, *change_columns(s))]
     rows = custom_rows = 0
     with warehouse.connect() as con:
         for day in partition_days(context):
@@ -370,8 +337,6 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
                 )
                 .join(cluster_names(model, overrides), on="cluster_id", how="left")
             )
-            previous, previous_day = _previous_snapshot(con, day, carried)
-            segments = carry_segment_changes(segments, previous, day, previous_day)
             lineage = [
                 pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
                 pl.lit(rules_version).alias("rules_version"),
@@ -389,7 +354,6 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
                 "cluster_name_zh",
                 *[c for c in reasons.columns if c != "user_id"],
                 "cluster_reason",
-                *[c for s in TRACKED_SCHEMES for c in change_columns(s)],
                 "model_version",
                 "rules_version",
                 "run_id",

@@ -610,8 +610,15 @@ def check_map_partition(
     return map_partition_problems(segment_map)
 
 
-def segment_catalog(spec: SegmentationSpec) -> pl.DataFrame:
-    """Every (scheme, key, label_zh, sort_order): the label dimension BI and dbt contracts use."""
+def segment_catalog(
+    spec: SegmentationSpec, churn_band_labels: Sequence[tuple[str, str]] = ()
+) -> pl.DataFrame:
+    """Every (scheme, key, label_zh, sort_order): the label dimension BI and dbt contracts use.
+
+    ``churn_band_labels`` (key, label) come from models/value.yml: churn_risk_band is a scheme of
+    segment_summary_daily too. Cluster keys change with every model version; their names are in
+    segment_cluster_profiles.
+    """
     rules = spec.rules
     rows: list[tuple[str, str, str]] = []
     rows += [("rfm_segment", m.key, m.label_zh) for m in rules.rf_map]
@@ -620,6 +627,7 @@ def segment_catalog(spec: SegmentationSpec) -> pl.DataFrame:
     rows += [("value_tier", rules.prospect.key, rules.prospect.label_zh)]
     rows += [("lifecycle_stage", lab.key, lab.label_zh) for lab in rules.lifecycle.labels]
     rows += [("ops_tier", lab.key, lab.label_zh) for lab in rules.ops_tiers.labels]
+    rows += [("churn_risk_band", key, label) for key, label in churn_band_labels]
     for custom in rules.custom_maps:
         rows += [(custom.name, cell.key, cell.label_zh) for cell in custom.cells]
         rows += [(custom.name, rules.prospect.key, rules.prospect.label_zh)]
@@ -1176,86 +1184,4 @@ def explain_rule_segments(
         pl.when(pl.col("_cust")).then(tier).otherwise(no_order).alias("value_tier_reason"),
         lifecycle.alias("lifecycle_reason"),
         ops_tier.alias("ops_tier_reason"),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Previous segment and last-change date (carried from the previous snapshot)
-# --------------------------------------------------------------------------------------------
-
-#: Scheme columns of user_segments_daily that carry a previous segment and a "since" date.
-TRACKED_SCHEMES: tuple[str, ...] = (
-    "rfm_segment",
-    "value_tier",
-    "lifecycle_stage",
-    "ops_tier",
-    "cluster_id",
-)
-
-
-def change_columns(scheme: str) -> tuple[str, str]:
-    """Names of the previous-segment and since-date columns of a scheme column."""
-    return f"previous_{scheme}", f"{scheme}_since"
-
-
-def carry_segment_changes(
-    current: pl.DataFrame,
-    previous: pl.DataFrame | None,
-    day: Any,
-    previous_day: Any | None,
-) -> pl.DataFrame:
-    """Add ``previous_<scheme>`` and ``<scheme>_since`` for every scheme in TRACKED_SCHEMES.
-
-    ``current`` holds the users of snapshot ``day``; ``previous`` the rows of the snapshot just
-    before (``previous_day``), with the same columns, or None. ``<scheme>_since`` is the first
-    snapshot date of the user's current membership spell (the last change; the user's first
-    snapshot if it never changed) and ``previous_<scheme>`` the segment before that change
-    (NULL if none). Rerunning a day gives the same rows as long as the snapshot before it is
-    unchanged, the same contract as the dbt history model built from the same snapshots.
-    """
-    day_lit = pl.lit(day, dtype=pl.Date)
-    schemes = [s for s in TRACKED_SCHEMES if s in current.columns]
-    if previous is None or previous.is_empty():
-        return current.with_columns(
-            *[pl.lit(None, dtype=current.schema[s]).alias(change_columns(s)[0]) for s in schemes],
-            *[day_lit.alias(change_columns(s)[1]) for s in schemes],
-        )
-    prior_cols = []
-    for s in schemes:
-        prev_col, since_col = change_columns(s)
-        prior_cols.append(pl.col(s).cast(current.schema[s]).alias(f"_p_{s}"))
-        prior_cols.append(
-            (
-                pl.col(prev_col).cast(current.schema[s])
-                if prev_col in previous.columns
-                else pl.lit(None, dtype=current.schema[s])
-            ).alias(f"_pp_{s}")
-        )
-        prior_cols.append(
-            (
-                pl.col(since_col).cast(pl.Date)
-                if since_col in previous.columns
-                else pl.lit(None, dtype=pl.Date)
-            )
-            .fill_null(pl.lit(previous_day, dtype=pl.Date))
-            .alias(f"_ps_{s}")
-        )
-    prior = previous.select(pl.col("user_id"), pl.lit(True).alias("_seen"), *prior_cols)
-    joined = current.join(prior, on="user_id", how="left", maintain_order="left")
-    seen = pl.col("_seen").fill_null(False)
-    exprs = []
-    for s in schemes:
-        prev_col, since_col = change_columns(s)
-        same = seen & (pl.col(s).eq_missing(pl.col(f"_p_{s}")))
-        exprs.append(
-            pl.when(same)
-            .then(pl.col(f"_pp_{s}"))
-            .when(seen)
-            .then(pl.col(f"_p_{s}"))
-            .otherwise(None)
-            .alias(prev_col)
-        )
-        exprs.append(pl.when(same).then(pl.col(f"_ps_{s}")).otherwise(day_lit).alias(since_col))
-    return joined.with_columns(exprs).select(
-        *current.columns, *[c for s in schemes for c in change_columns(s)]
     )

@@ -14,8 +14,7 @@ Order-level data never leaves DuckDB: the tracking chart reads two small aggrega
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -109,48 +108,6 @@ class _Rows:
 
 
 # ---- inputs ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def orders_warehouse(orders: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory warehouse holding just enough marts for compute_user_features, from orders.
-
-    ``orders``: user_id, order_date (Date), amount, and optionally is_completed (default
-    true). Lets a backtest run on any order export (CDNOW, a CSV) through exactly the feature
-    code the pipeline uses, without ingesting it.
-    """
-    frame = orders.select(
-        pl.col("user_id").cast(pl.String),
-        pl.col("order_date").cast(pl.Date),
-        pl.col("amount").cast(pl.Float64),
-        (
-            pl.col("is_completed").cast(pl.Boolean)
-            if "is_completed" in orders.columns
-            else pl.lit(True).alias("is_completed")
-        ),
-    )
-    con = duckdb.connect()
-    try:
-        con.register("__orders", frame.to_arrow())
-        con.execute("create schema marts")
-        con.execute("create table marts.fct_orders as select * from __orders")
-        con.execute(
-            "create table marts.dim_users as select user_id, "
-            "cast(min(order_date) as timestamp) as first_seen_at from __orders group by user_id"
-        )
-        con.execute(
-            """
-            create table marts.fct_user_activity_daily as
-            select user_id, order_date as activity_date,
-                0 as sessions, 0 as page_views, 0 as searches, 0 as add_to_carts,
-                0 as reviews, 0 as support_contacts, 0 as events_total
-            from __orders group by user_id, order_date
-            """
-        )
-        con.unregister("__orders")
-        yield con
-    finally:
-        con.close()
 
 
 def tracking_inputs(

@@ -1,5 +1,6 @@
 -- One row per snapshot_date, scheme and segment: size, share and value of each segment of
--- every scheme, from the Python-written user_segments_daily and user_value_daily. Incremental
+-- every scheme (var segment_schemes and the user-added maps of user_custom_segments_daily),
+-- from the Python-written user_segments_daily and user_value_daily. Incremental
 -- on snapshot_date: each run replaces the window [var min_date, var max_date] (delete in
 -- pre_hook, then append), also on the first build.
 {{
@@ -37,19 +38,15 @@ first_purchases as (
     group by user_id
 ),
 
+custom_segments as (
+    select * from {{ source('strata', 'user_custom_segments_daily') }}
+    where {{ window_predicate('snapshot_date') }}
+),
+
 members as (
     -- segments define the day's population; value scores and purchases are looked up
     select
-        segments.snapshot_date,
-        segments.user_id,
-        segments.value_tier,
-        segments.value_tier_label,
-        segments.lifecycle_stage,
-        segments.lifecycle_label,
-        segments.rfm_segment,
-        segments.rfm_segment_label,
-        cast(segments.cluster_id as varchar) as cluster_id,
-        segments.cluster_name,
+        segments.*,
         user_values.churn_risk_band,
         user_values.churn_risk_band_label,
         user_values.clv_12m,
@@ -77,56 +74,23 @@ day_totals as (
 ),
 
 memberships as (
-    -- unpivot: one row per user and scheme
-    select
-        snapshot_date,
-        'value_tier' as scheme,
-        value_tier as segment,
-        value_tier_label as segment_label,
-        is_customer,
-        clv_12m,
-        p_alive
-    from members
+    -- unpivot: one row per user and scheme, every built-in scheme and every user-added map
+    {{ segment_memberships('members', source=none, columns=['is_customer', 'clv_12m', 'p_alive']) }}
     union all
     select
-        snapshot_date,
-        'lifecycle' as scheme,
-        lifecycle_stage as segment,
-        lifecycle_label as segment_label,
-        is_customer,
-        clv_12m,
-        p_alive
-    from members
-    union all
-    select
-        snapshot_date,
-        'rfm_segment' as scheme,
-        rfm_segment as segment,
-        rfm_segment_label as segment_label,
-        is_customer,
-        clv_12m,
-        p_alive
-    from members
-    union all
-    select
-        snapshot_date,
-        'cluster' as scheme,
-        cluster_id as segment,
-        cluster_name as segment_label,
-        is_customer,
-        clv_12m,
-        p_alive
-    from members
-    union all
-    select
-        snapshot_date,
-        'churn_risk_band' as scheme,
-        churn_risk_band as segment,
-        churn_risk_band_label as segment_label,
-        is_customer,
-        clv_12m,
-        p_alive
-    from members
+        custom_segments.user_id,
+        custom_segments.snapshot_date,
+        custom_segments.scheme,
+        custom_segments.segment,
+        custom_segments.segment_label,
+        members.is_customer,
+        members.clv_12m,
+        members.p_alive
+    from custom_segments
+    inner join members
+        on
+            custom_segments.user_id = members.user_id
+            and custom_segments.snapshot_date = members.snapshot_date
 ),
 
 aggregated as (

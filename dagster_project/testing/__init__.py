@@ -1,0 +1,1 @@
+"""Support code for tests and benchmarks (never imported by the pipeline itself)."""
