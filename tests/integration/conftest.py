@@ -1,7 +1,12 @@
 """Fixtures shared by the integration modules."""
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from pipeline_sample import DAYS, END, PREVIOUS, SEED, USERS
+from strata_processes import fast_directory
 
 from dagster_project.cli import main
 from dagster_project.lib.core import settings
@@ -19,3 +24,15 @@ def pipeline_home(tmp_path_factory, dbt_manifest) -> settings.StrataPaths:
     )
     assert exit_code == 0
     return settings.strata_paths(home)
+
+
+@pytest.fixture
+def pipeline_copy(pipeline_home, monkeypatch) -> Iterator[Path]:
+    """A private copy of pipeline_home with its own Dagster instance, for a test that runs or
+    breaks things: the session's published sample stays as every other test reads it."""
+    with fast_directory("copy") as base:
+        copy = base / "home"
+        shutil.copytree(pipeline_home.home, copy)
+        monkeypatch.setenv("DAGSTER_HOME", str(copy / "dagster"))
+        monkeypatch.setenv("STRATA_HOME", str(copy))
+        yield copy

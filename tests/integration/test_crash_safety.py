@@ -13,11 +13,9 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +26,6 @@ from pipeline_sample import END
 from strata_processes import (
     REPO,
     child_commands,
-    fast_directory,
     start_strata,
     strata_env,
     wait_until,
@@ -63,15 +60,9 @@ print(json.dumps({{"seen": sorted(seen), "queries": queries, "errors": errors}})
 
 
 @pytest.fixture
-def home(pipeline_home, monkeypatch) -> Iterator[Path]:
-    """A private copy of the published sample (conftest's pipeline_home), with its own Dagster
-    instance; its next `strata run --date END` rebuilds and republishes END."""
-    with fast_directory("copy") as base:
-        copy = base / "home"
-        shutil.copytree(pipeline_home.home, copy)
-        monkeypatch.setenv("DAGSTER_HOME", str(copy / "dagster"))
-        monkeypatch.setenv("STRATA_HOME", str(copy))
-        yield copy
+def home(pipeline_copy) -> Path:
+    """Each crash test breaks its own copy; its next `strata run --date END` rebuilds END."""
+    return pipeline_copy
 
 
 def serving(home: Path) -> Path:

@@ -133,14 +133,15 @@ def test_serving_file_and_parquet_exports_hold_the_bi_tables(pipeline_home):
     assert (exported / f"snapshot_date={PREVIOUS}" / "data.parquet").exists()
 
 
-def test_rerunning_a_day_changes_nothing(pipeline_home):
-    with duckdb.connect(str(pipeline_home.warehouse), read_only=True) as con:
+def test_rerunning_a_day_changes_nothing(pipeline_copy):
+    warehouse = pipeline_copy / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         before = {relation: table_rows(con, relation) for relation in BI_TABLES}
         every_table = rows_as_of(con, None)
 
-    assert main(["run", "--home", str(pipeline_home.home), "--date", END.isoformat()]) == 0
+    assert main(["run", "--home", str(pipeline_copy), "--date", END.isoformat()]) == 0
 
-    with duckdb.connect(str(pipeline_home.warehouse), read_only=True) as con:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         for relation in BI_TABLES:
             assert table_rows(con, relation).equals(before[relation]), relation
         # and every other published or feature table, run lineage aside

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dagster_project.lib.sample.generator import generate_sample
-from dagster_project.lib.segmentation.archetype_recovery import THRESHOLDS, measure_quality
+from dagster_project.lib.segmentation.archetype_recovery import measure_quality
 from dagster_project.lib.segmentation.rules import load_segmentation_spec
 from dagster_project.testing.stand_in_marts import sample_features
 
@@ -39,12 +39,6 @@ def test_clusters_recover_archetypes_stably_with_kept_ids_and_faithful_rules(tmp
         refit_seed=3,
         compare_canonical=False,
     )
-    assert THRESHOLDS == {
-        "ari_vs_archetypes": 0.8,
-        "bootstrap_ari": 0.8,
-        "id_agreement_refit": 0.98,
-        "surrogate_fidelity": 0.9,
-    }
     assert figures.failures() == []
     assert figures.ari_vs_archetypes >= 0.8
     assert figures.bootstrap_ari >= 0.8

@@ -153,6 +153,20 @@ def test_loader_refuses_value_tiers_missing_a_combination(tmp_path: Path) -> Non
         load_segmentation_spec(_write_spec(tmp_path, duplicate_tier))
 
 
+def test_loader_names_a_mistyped_or_wrongly_typed_section_key(tmp_path: Path) -> None:
+    def typo(raw: dict[str, Any]) -> None:
+        raw["clustering"]["stability"]["min_mean_arii"] = 0.9
+
+    with pytest.raises(ValueError, match=r"^clustering\.stability\.min_mean_arii: unknown key"):
+        load_segmentation_spec(_write_spec(tmp_path, typo))
+
+    def fractional_count(raw: dict[str, Any]) -> None:
+        raw["clustering"]["stability"]["bootstrap_refits"] = 2.5
+
+    with pytest.raises(ValueError, match=r"^clustering\.stability\.bootstrap_refits: .*integer"):
+        load_segmentation_spec(_write_spec(tmp_path, fractional_count))
+
+
 def test_catalog_lists_every_key_once_with_a_chinese_label(spec: SegmentationSpec) -> None:
     catalog = segment_catalog(spec)
     assert catalog.select("scheme", "key").is_unique().all()

@@ -42,6 +42,7 @@ import polars as pl
 import yaml
 
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
+from dagster_project.lib.core.spec_model import SpecError, parse_spec, spec_model
 from dagster_project.lib.ingestion.ingest import (
     CONTRACT_TABLES,
     SOURCE_FILE_COLUMN,
@@ -81,12 +82,14 @@ _PACKAGE = re.compile(r"\{package:([A-Za-z_][A-Za-z0-9_.]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class MappingError(ValueError):
+class MappingError(SpecError):
     """The mapping is wrong; the message starts with the mapping key it concerns."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
+
+# The keys each level of a mapping may hold; their values are checked where they are read.
+_TOP_MODEL = spec_model("mapping", dict.fromkeys(sorted(TOP_KEYS), Any))
+_LOOKUP_MODEL = spec_model("lookup", dict.fromkeys(sorted(LOOKUP_KEYS), Any))
+_TABLE_MODEL = spec_model("table", dict.fromkeys(sorted(TABLE_KEYS), Any))
 
 
 @dataclass(frozen=True)
@@ -279,14 +282,6 @@ def _files(spec: dict[str, Any], key: str, base_dir: Path) -> tuple[tuple[Path, 
     return files, pattern
 
 
-def _unknown(spec: dict[str, Any], allowed: set[str], key: str) -> None:
-    extra = sorted(set(spec) - allowed)
-    if extra:
-        raise MappingError(
-            f"{key}.{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
 def load_mapping(path: Path) -> SourceMapping:
     """Parse and check the YAML's shape and files (columns and expressions: `validate`)."""
     path = Path(path).expanduser().resolve()
@@ -298,7 +293,7 @@ def load_mapping(path: Path) -> SourceMapping:
         raise MappingError("sources", f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(spec, dict):
         raise MappingError("sources", f"{path} must hold a mapping with a 'tables' key")
-    _unknown(spec, TOP_KEYS, "")
+    parse_spec(_TOP_MODEL, spec, "", MappingError)
     if spec.get("version", 1) != 1:
         raise MappingError("version", f"only version 1 is supported, got {spec.get('version')!r}")
     base_dir = path.parent
@@ -310,7 +305,7 @@ def load_mapping(path: Path) -> SourceMapping:
             raise MappingError(key, "a lookup name must be a SQL identifier other than 'src'")
         if not isinstance(lookup, dict):
             raise MappingError(key, "must be a mapping with 'files'")
-        _unknown(lookup, LOOKUP_KEYS, key)
+        parse_spec(_LOOKUP_MODEL, lookup, key, MappingError)
         files, pattern = _files(lookup, key, base_dir)
         lookups[name] = TableMapping(name, files, pattern, _reader(lookup, key), {})
 
@@ -326,7 +321,7 @@ def load_mapping(path: Path) -> SourceMapping:
             )
         if not isinstance(table_spec, dict):
             raise MappingError(key, "must be a mapping with 'files' and 'columns'")
-        _unknown(table_spec, TABLE_KEYS, key)
+        parse_spec(_TABLE_MODEL, table_spec, key, MappingError)
         tables[table] = _table(table, table_spec, key, base_dir)
     if "orders" not in tables:
         raise MappingError("tables.orders", "required: every mapping maps orders")

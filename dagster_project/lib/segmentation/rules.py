@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 import yaml
 
+from dagster_project.lib.core.spec_model import dataclass_model, parse_spec
+
 logger = logging.getLogger(__name__)
 
 #: Output columns of :func:`assign_rule_segments`, in order.
@@ -461,9 +463,9 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
             min_share=float(c["min_share"]),
             minibatch_above=int(c["minibatch_above"]),
             quantile_features=tuple(str(f) for f in c.get("quantile_features") or []),
-            stability=_section(StabilitySpec, c.get("stability")),
-            matching=_section(MatchingSpec, c.get("matching")),
-            surrogate=_section(SurrogateSpec, c.get("surrogate")),
+            stability=_section(StabilitySpec, c.get("stability"), "clustering.stability"),
+            matching=_section(MatchingSpec, c.get("matching"), "clustering.matching"),
+            surrogate=_section(SurrogateSpec, c.get("surrogate"), "clustering.surrogate"),
             naming=NamingSpec(
                 z_threshold=float(naming["z_threshold"]),
                 max_terms=int(naming["max_terms"]),
@@ -487,14 +489,9 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
     return spec
 
 
-def _section(cls: type, raw: Mapping[str, Any] | None) -> Any:
+def _section(cls: type, raw: Mapping[str, Any] | None, where: str) -> Any:
     """A spec section dataclass from its yml mapping; omitted keys keep their defaults."""
-    raw = dict(raw or {})
-    known = set(cls.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
-    return cls(**raw)
+    return cls(**parse_spec(dataclass_model(cls), raw, where))
 
 
 #: Scheme names a user-added map may not take (the built-in schemes of user_segments_daily).

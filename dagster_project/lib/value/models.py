@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import typing
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,8 +32,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 
 from dagster_project.lib.core import settings
+from dagster_project.lib.core.spec_model import parse_spec, spec_model
 from dagster_project.lib.value.churn import DEFAULT_FEATURES, ChurnClassifier, holdout_split
 from dagster_project.lib.value.clv import (
     BetaGeoModel,
@@ -215,17 +218,26 @@ _SPEC_LAYOUT: dict[str, Any] = {
 }
 
 
-def _flatten(raw: dict[str, Any], layout: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = set(raw) - set(layout)
-    if unknown:
-        raise ValueError(f"unknown keys in value spec{where}: {sorted(unknown)}")
+def _layout_model(name: str, layout: dict[str, Any]) -> type[BaseModel]:
+    """The spec model of value.yml, from the layout and ValueSpec's field types."""
+    hints = typing.get_type_hints(ValueSpec)
+    fields: dict[str, Any] = {}
+    for key, target in layout.items():
+        if isinstance(target, dict):
+            fields[key] = _layout_model(f"{name}.{key}", target)
+        elif target == "band_labels":
+            fields[key] = list[spec_model("band_label", {"key": str, "label_zh": str})]
+        else:
+            fields[key] = hints[target]
+    return spec_model(name, fields)
+
+
+def _flatten(parsed: dict[str, Any], layout: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in parsed.items():
         target = layout[key]
         if isinstance(target, dict):
-            if not isinstance(value, dict):
-                raise ValueError(f"value spec key {where}{key} must be a mapping")
-            out.update(_flatten(value, target, f" {where}{key}."))
+            out.update(_flatten(value, target))
         else:
             out[target] = value
     return out
@@ -235,27 +247,10 @@ def load_value_spec(path: Path = DEFAULT_VALUE_SPEC_PATH) -> ValueSpec:
     """Read and validate models/value.yml (missing keys take the dataclass defaults)."""
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    flat = _flatten(raw, _SPEC_LAYOUT, "")
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    flat = _flatten(parse_spec(_layout_model("value_spec", _SPEC_LAYOUT), raw), _SPEC_LAYOUT)
     if "band_labels" in flat:
-        flat["band_labels"] = tuple(
-            (str(e["key"]), str(e["label_zh"])) for e in flat["band_labels"]
-        )
-    if "churn_features" in flat:
-        if not isinstance(flat["churn_features"], list):
-            raise ValueError("value spec field churn_model.features must be a list")
-        flat["churn_features"] = tuple(str(c) for c in flat["churn_features"])
-    structured = {"band_labels", "churn_features"}
-    casts = {f: type(getattr(ValueSpec, f)) for f in flat if f not in structured}
-    for name, kind in casts.items():
-        if kind is float:
-            flat[name] = float(flat[name])
-        elif kind is bool and not isinstance(flat[name], bool):
-            raise ValueError(f"value spec field {name} must be true or false")
-        elif kind is int and (not isinstance(flat[name], int) or isinstance(flat[name], bool)):
-            raise ValueError(f"value spec field {name} must be an integer")
+        flat["band_labels"] = tuple((e["key"], e["label_zh"]) for e in flat["band_labels"])
     return ValueSpec(**flat)
 
 

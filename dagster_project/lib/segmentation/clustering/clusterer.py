@@ -76,10 +76,6 @@ class SegmentClusterer:
     ``ids_`` (stable id of each cluster in canonical order) and ``next_id_`` (first unused id).
     """
 
-    # class-level defaults: models pickled before these settings existed still load and predict
-    quantile_features: Sequence[str] = ()
-    fill_values_: Mapping[str, float] = {}
-
     def __init__(
         self,
         features: Sequence[str],
