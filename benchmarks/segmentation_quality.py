@@ -24,7 +24,7 @@ from pathlib import Path
 from dagster_project.lib.core import settings
 from dagster_project.lib.sample.generator import generate_sample
 from dagster_project.lib.segmentation.archetype_recovery import THRESHOLDS, measure_quality
-from dagster_project.lib.segmentation.rules import load_segmentation_spec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 from dagster_project.testing.stand_in_marts import sample_features
 
 END = date(2024, 6, 30)

@@ -14,7 +14,7 @@ from dagster_project.lib.segmentation.clustering.clusterer import (
     SegmentClusterer,
     clusterer_from_spec,
 )
-from dagster_project.lib.segmentation.rules import load_segmentation_spec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"
 FEATURES = ["monetary", "frequency", "events_90d"]

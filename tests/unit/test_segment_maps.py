@@ -10,19 +10,17 @@ import polars as pl
 import pytest
 import yaml
 
-from dagster_project.lib.segmentation.rules import (
-    RESERVED_SCHEMES,
-    SegmentationSpec,
+from dagster_project.lib.segmentation.maps import (
     assign_custom_maps,
-    assign_rule_segments,
     check_spec_maps,
-    compute_cuts,
-    explain_rule_segments,
-    load_segmentation_spec,
     map_partition_problems,
     segment_catalog,
     spec_maps,
 )
+from dagster_project.lib.segmentation.reasons import explain_rule_segments
+from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+from dagster_project.lib.segmentation.spec import SegmentationSpec
+from dagster_project.lib.segmentation.spec_loader import RESERVED_SCHEMES, load_segmentation_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "models" / "segmentation.yml"

@@ -19,7 +19,8 @@ from dagster_project.lib.segmentation.model import (
     load_name_overrides,
     train_segment_model,
 )
-from dagster_project.lib.segmentation.rules import SegmentationSpec, load_segmentation_spec
+from dagster_project.lib.segmentation.spec import SegmentationSpec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "models" / "segmentation.yml"

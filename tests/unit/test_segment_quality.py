@@ -13,7 +13,7 @@ import pytest
 
 from dagster_project.lib.sample.generator import generate_sample
 from dagster_project.lib.segmentation.archetype_recovery import measure_quality
-from dagster_project.lib.segmentation.rules import load_segmentation_spec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 from dagster_project.testing.stand_in_marts import sample_features
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"

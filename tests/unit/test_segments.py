@@ -10,16 +10,10 @@ import polars as pl
 import pytest
 import yaml
 
-from dagster_project.lib.segmentation.rules import (
-    SEGMENT_COLUMNS,
-    MapRule,
-    SegmentationSpec,
-    assign_rule_segments,
-    check_map_partition,
-    compute_cuts,
-    load_segmentation_spec,
-    segment_catalog,
-)
+from dagster_project.lib.segmentation.maps import check_map_partition, segment_catalog
+from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+from dagster_project.lib.segmentation.spec import SEGMENT_COLUMNS, MapRule, SegmentationSpec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "models" / "segmentation.yml"
 GRID = range(1, 6)

@@ -66,8 +66,8 @@ def _relation(key: dg.AssetKey) -> str:
     ),
 )
 def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from dagster_project.lib.segmentation.rules import load_segmentation_spec
-    from dagster_project.lib.segmentation.rules import segment_catalog as build_catalog
+    from dagster_project.lib.segmentation.maps import segment_catalog as build_catalog
+    from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
     from dagster_project.lib.value.models import load_value_spec
 
     # parse only: a map with a gap must still reach the check, which names the bad cells
@@ -199,7 +199,7 @@ def segment_clusters(
     context: dg.AssetExecutionContext, config: ModelFitConfig, warehouse: WarehouseResource
 ):
     from dagster_project.lib.segmentation.model import load_name_overrides, train_segment_model
-    from dagster_project.lib.segmentation.rules import load_segmentation_spec
+    from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)
     overrides = load_name_overrides(NAME_OVERRIDES)
@@ -306,14 +306,11 @@ def segment_clusters(
     **DAILY_WAREHOUSE_ASSET,
 )
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    from dagster_project.lib.segmentation.maps import assign_custom_maps
     from dagster_project.lib.segmentation.model import cluster_names, load_name_overrides
-    from dagster_project.lib.segmentation.rules import (
-        assign_custom_maps,
-        assign_rule_segments,
-        compute_cuts,
-        explain_rule_segments,
-        load_segmentation_spec,
-    )
+    from dagster_project.lib.segmentation.reasons import explain_rule_segments
+    from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+    from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)
     overrides = load_name_overrides(NAME_OVERRIDES)

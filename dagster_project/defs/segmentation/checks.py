@@ -22,7 +22,8 @@ def segment_maps_are_exact_partitions() -> dg.AssetCheckResult:
     """Every map of models/segmentation.yml (the R x F map, the 8 value tiers and any map a user
     adds under rules.maps) matches each cell of its score grid exactly once. Fails with the
     unmatched and doubly matched cells, and blocks every segment asset downstream."""
-    from dagster_project.lib.segmentation.rules import check_spec_maps, load_segmentation_spec
+    from dagster_project.lib.segmentation.maps import check_spec_maps
+    from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
     problems = check_spec_maps(load_segmentation_spec(SEGMENTATION_SPEC, validate=False))
     bad = {name: cells for name, cells in problems.items() if cells}

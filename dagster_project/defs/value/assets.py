@@ -132,10 +132,8 @@ def _segments_as_of(
         if stored.height:
             return stored
     try:
-        from dagster_project.lib.segmentation.rules import (
-            assign_rule_segments,
-            load_segmentation_spec,
-        )
+        from dagster_project.lib.segmentation.rules import assign_rule_segments
+        from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
         spec = load_segmentation_spec(SEGMENTATION_SPEC)
         tiers = assign_rule_segments(calibration, spec)

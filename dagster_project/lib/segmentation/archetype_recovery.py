@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from dagster_project.lib.segmentation.model import train_segment_model
-from dagster_project.lib.segmentation.rules import SegmentationSpec
+from dagster_project.lib.segmentation.spec import SegmentationSpec
 
 #: What archetype recovery must reach on generated data to count as working.
 THRESHOLDS: dict[str, float] = {

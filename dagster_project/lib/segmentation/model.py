@@ -32,7 +32,7 @@ from dagster_project.lib.segmentation.clustering.stability import (
     stability_gate,
 )
 from dagster_project.lib.segmentation.clustering.surrogate import SurrogateTree, format_number
-from dagster_project.lib.segmentation.rules import SegmentationSpec
+from dagster_project.lib.segmentation.spec import SegmentationSpec
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.segmentation.rules import NamingSpec, SegmentationSpec
+from dagster_project.lib.segmentation.spec import NamingSpec, SegmentationSpec
 
 #: Canonical id order: clusters sorted by these scaled centroid coordinates first (-1 = descending),
 #: then by every other feature descending, in the order given. Id 0 is the most valuable cluster.
