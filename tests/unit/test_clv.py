@@ -310,7 +310,7 @@ def test_gamma_gamma_by_hand() -> None:
 
 def test_gamma_gamma_log_likelihood_by_hand() -> None:
     """p=q=2, gamma=1, x=1, m=1: G(4)/(G(2)G(2)) / 2**4 = 6/16."""
-    from dagster_project.lib.value.clv import _gg_loglik_terms
+    from dagster_project.lib.value.clv.gamma_gamma import _gg_loglik_terms
 
     one = np.array([1.0])
     ll, _ = _gg_loglik_terms(
@@ -572,7 +572,7 @@ def test_hypergeometric_tail_against_a_40_digit_series() -> None:
     """ln 2F1(a, b; a+1; z) over the regimes the optimiser visits, vs exact decimal arithmetic."""
     from decimal import Decimal, getcontext
 
-    from dagster_project.lib.value.clv import _log_hyp2f1_tail
+    from dagster_project.lib.value.clv.pareto_nbd import _log_hyp2f1_tail
 
     getcontext().prec = 40
 
@@ -677,7 +677,11 @@ def test_pareto_estimator_shape_and_pickling(cdnow_pnbd: ParetoNBDModel) -> None
 
 
 def test_pareto_analytic_gradient_matches_finite_differences() -> None:
-    from dagster_project.lib.value.clv import _pnbd_loglik, _pnbd_loglik_and_grad, _PNBDData
+    from dagster_project.lib.value.clv.pareto_nbd import (
+        _pnbd_loglik,
+        _pnbd_loglik_and_grad,
+        _PNBDData,
+    )
 
     rng = np.random.default_rng(0)
     x = rng.poisson(1.5, 300).astype(float)
@@ -699,7 +703,7 @@ def test_pareto_analytic_gradient_matches_finite_differences() -> None:
 
 def test_gamma_gamma_fast_likelihood_equals_the_reference_terms() -> None:
     """The fit's precomputed form (one log per row) equals the textbook per-row likelihood."""
-    from dagster_project.lib.value.clv import _gg_fast, _gg_loglik_terms, _GGData
+    from dagster_project.lib.value.clv.gamma_gamma import _gg_fast, _gg_loglik_terms, _GGData
 
     rng = np.random.default_rng(0)
     x = rng.integers(1, 6, 50).astype(float)
