@@ -34,7 +34,7 @@ import polars as pl
 
 from dagster_project.lib.features.user_features import compute_user_features
 from dagster_project.lib.value.backtest import run_backtest, tracking_inputs
-from dagster_project.lib.value.models import ValueSpec, load_value_spec
+from dagster_project.lib.value.spec import ValueSpec, load_value_spec
 from dagster_project.testing.stand_in_marts import orders_warehouse
 
 CUT = date(1997, 9, 30)

@@ -24,7 +24,7 @@ from dagster_project.lib.value.backtest import (
     tracking_table,
 )
 from dagster_project.lib.value.clv import BetaGeoModel
-from dagster_project.lib.value.models import ValueSpec, load_value_spec
+from dagster_project.lib.value.spec import ValueSpec, load_value_spec
 from dagster_project.testing.stand_in_marts import orders_warehouse
 
 CUT = START + timedelta(days=330)

@@ -12,15 +12,10 @@ import polars as pl
 import pytest
 
 from dagster_project.lib.value.clv import BetaGeoModel, discounted_expected_purchases
-from dagster_project.lib.value.models import (
-    DEFAULT_VALUE_SPEC_PATH,
-    ValueModels,
-    ValueSpec,
-    fit_value_models,
-    load_value_spec,
-    score_value,
-    simple_ltv,
-)
+from dagster_project.lib.value.fit import ValueModels
+from dagster_project.lib.value.score import score_value, simple_ltv
+from dagster_project.lib.value.spec import DEFAULT_VALUE_SPEC_PATH, ValueSpec, load_value_spec
+from dagster_project.lib.value.training import fit_value_models
 
 TRUE_PARAMS = {"r": 0.5, "alpha": 30.0, "a": 0.8, "b": 3.0}
 

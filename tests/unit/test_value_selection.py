@@ -14,14 +14,11 @@ import pytest
 from value_fixtures import START, synthetic_orders
 
 from dagster_project.lib.features.user_features import compute_user_features
+from dagster_project.lib.value.fit import ValueModels
 from dagster_project.lib.value.metrics import frequency_groups
-from dagster_project.lib.value.models import (
-    ValueModels,
-    ValueSpec,
-    fit_value_models,
-    load_value_spec,
-    score_value,
-)
+from dagster_project.lib.value.score import score_value
+from dagster_project.lib.value.spec import ValueSpec, load_value_spec
+from dagster_project.lib.value.training import fit_value_models
 from dagster_project.testing.stand_in_marts import orders_warehouse
 
 D = START + timedelta(days=400)

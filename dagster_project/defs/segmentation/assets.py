@@ -68,7 +68,7 @@ def _relation(key: dg.AssetKey) -> str:
 def segment_catalog(warehouse: WarehouseResource) -> dg.MaterializeResult:
     from dagster_project.lib.segmentation.maps import segment_catalog as build_catalog
     from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
-    from dagster_project.lib.value.models import load_value_spec
+    from dagster_project.lib.value.spec import load_value_spec
 
     # parse only: a map with a gap must still reach the check, which names the bad cells
     spec = load_segmentation_spec(SEGMENTATION_SPEC, validate=False)

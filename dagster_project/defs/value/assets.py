@@ -31,7 +31,8 @@ VALUE_MODEL = VersionedModel("customer_value", VALUE_SPEC)
 
 def fit_value(features: pl.DataFrame, history: FeatureHistory) -> tuple[Any, dict[str, Any]]:
     """Fit on the snapshot; choose forecast and churn models on (D - W, D] (W = churn window)."""
-    from dagster_project.lib.value.models import fit_value_models, load_value_spec
+    from dagster_project.lib.value.spec import load_value_spec
+    from dagster_project.lib.value.training import fit_value_models
 
     spec = load_value_spec(VALUE_SPEC)
     models = fit_value_models(features, spec, history(spec.churn_window_days))
@@ -67,7 +68,8 @@ customer_value = VALUE_MODEL.build_asset(
     **DAILY_WAREHOUSE_ASSET,
 )
 def user_value_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    from dagster_project.lib.value.models import load_value_spec, score_value
+    from dagster_project.lib.value.score import score_value
+    from dagster_project.lib.value.spec import load_value_spec
 
     spec = load_value_spec(VALUE_SPEC)
     store = ModelStore(warehouse.paths.model_store)
@@ -164,7 +166,7 @@ def value_backtests(
 ):
     from dagster_project.lib.features.user_features import compute_user_features
     from dagster_project.lib.value.backtest import run_backtest, tracking_inputs, tracking_markdown
-    from dagster_project.lib.value.models import json_safe, load_value_spec
+    from dagster_project.lib.value.spec import json_safe, load_value_spec
 
     if config.holdout_days < 1:
         raise dg.Failure("holdout_days must be >= 1")

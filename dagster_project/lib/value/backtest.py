@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from dagster_project.lib.value.clv import PurchaseModel
+from dagster_project.lib.value.fit import ValueModels
 from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
@@ -35,13 +36,8 @@ from dagster_project.lib.value.metrics import (
     rmse,
     roc_auc,
 )
-from dagster_project.lib.value.models import (
-    CHURN_CLASSIFIER,
-    PROBABILISTIC,
-    ValueModels,
-    ValueSpec,
-    fit_value_models,
-)
+from dagster_project.lib.value.spec import CHURN_CLASSIFIER, PROBABILISTIC, ValueSpec
+from dagster_project.lib.value.training import fit_value_models
 
 # marts.value_backtests, one row per (backtest, segment, section, model, bucket, metric).
 BACKTEST_SCHEMA: dict[str, pl.DataType] = {
