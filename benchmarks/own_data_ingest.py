@@ -22,7 +22,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.ingestion.ingest import ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.ingest import ingest_partitions
+from dagster_project.lib.ingestion.landing import landed_dates
 from dagster_project.lib.ingestion.source_mapping import stage_sources
 
 REPO = Path(__file__).resolve().parents[1]

@@ -308,7 +308,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from dagster_project.lib.core.run_lock import RunLock, RunLockBusy, wait_for_warehouse
     from dagster_project.lib.core.warehouse import connect
-    from dagster_project.lib.ingestion.ingest import CONTRACT_TABLES, landed_dates, stale_dates
+    from dagster_project.lib.ingestion.contract import CONTRACT_TABLES
+    from dagster_project.lib.ingestion.ingest import stale_dates
+    from dagster_project.lib.ingestion.landing import landed_dates
 
     lock = RunLock(paths.home)
     try:

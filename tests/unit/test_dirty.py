@@ -9,7 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.lib.ingestion.ingest import CONTRACT_TABLES, ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.contract import CONTRACT_TABLES
+from dagster_project.lib.ingestion.ingest import ingest_partitions
+from dagster_project.lib.ingestion.landing import landed_dates
 from dagster_project.lib.sample.defects import DEFECTS_FILE, kinds_for
 from dagster_project.lib.sample.generator import generate_sample
 

@@ -5,14 +5,14 @@ import duckdb
 import polars as pl
 import pytest
 
+from dagster_project.lib.ingestion.contract import IngestError
 from dagster_project.lib.ingestion.ingest import (
-    IngestError,
     ingest_partition,
     ingest_partitions,
     ingested_dates,
-    landed_dates,
     stale_dates,
 )
+from dagster_project.lib.ingestion.landing import landed_dates
 
 DAY = date(2024, 3, 5)
 ORDERS_HEADER = "order_id,user_id,ordered_at,amount,currency,status\n"

@@ -7,7 +7,7 @@ from datetime import date
 
 import duckdb
 
-from dagster_project.lib.ingestion.ingest import IngestStats
+from dagster_project.lib.ingestion.contract import IngestStats
 from dagster_project.lib.quality.run_log import RELATION, record_ingestion, record_suite
 
 D1, D2 = date(2024, 3, 1), date(2024, 3, 2)

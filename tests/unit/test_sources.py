@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
-from dagster_project.lib.ingestion.ingest import ingest_partitions, landed_dates
+from dagster_project.lib.ingestion.ingest import ingest_partitions
+from dagster_project.lib.ingestion.landing import landed_dates
 from dagster_project.lib.ingestion.source_mapping import (
     MAPPED_FILE,
     MappingError,

@@ -3,12 +3,8 @@
 import dagster as dg
 
 from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource, partition_days
-from dagster_project.lib.ingestion.ingest import (
-    CONTRACT_TABLES,
-    PARENTS,
-    IngestError,
-    ingest_partitions,
-)
+from dagster_project.lib.ingestion.contract import CONTRACT_TABLES, PARENTS, IngestError
+from dagster_project.lib.ingestion.ingest import ingest_partitions
 from dagster_project.lib.quality.run_log import record_ingestion
 
 REQUIRED_SOURCES = ("orders",)

@@ -12,14 +12,9 @@ import dagster as dg
 
 from dagster_project.defs.expectations import expectation_suite_check
 from dagster_project.lib.core import settings
-from dagster_project.lib.ingestion.ingest import (
-    CONTRACT_TABLES,
-    PARENTS,
-    partition_audit_query,
-    source_given,
-    time_column,
-    validation_query,
-)
+from dagster_project.lib.ingestion.audit import partition_audit_query, validation_query
+from dagster_project.lib.ingestion.contract import CONTRACT_TABLES, PARENTS, time_column
+from dagster_project.lib.ingestion.landing import source_given
 
 # Largest plausible day per table (an unfiltered load, a wrong date column); edit freely.
 MAX_ROWS_PER_DAY = {

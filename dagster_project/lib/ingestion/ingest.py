@@ -20,328 +20,41 @@ Duplicates and orphans are judged against days up to the row's own day only, so 
 ingested late (a backfill) gets the same verdicts as when it is ingested in order.
 
 Files that carry ``_source_file`` / ``_source_line`` columns (written by the source mapping,
-see ``sources.py``) keep that lineage: quarantine then points at the team's original export.
+see ``source_mapping.py``) keep that lineage: quarantine then points at the team's original export.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-CONTRACT_TABLES: tuple[str, ...] = ("orders", "order_items", "users", "events")
-LANDING_SUFFIXES = (".csv", ".parquet")
-# `%.f` also accepts no fraction; the mapping writes fractional seconds, the generator none.
-TIMESTAMP_FORMATS = (
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d",
+from dagster_project.lib.ingestion.contract import (
+    CHUNK_BYTES,
+    CONTRACT_TABLES,
+    ID_COLUMNS,
+    KIND_DUPLICATE,
+    KIND_ORPHAN,
+    PARENTS,
+    SOURCE_FILE_COLUMN,
+    SOURCE_LINE_COLUMN,
+    SQL_TYPES,
+    TABLE_SPECS,
+    IngestStats,
+    ensure_ingestion_tables,
 )
-LINEAGE_COLUMNS_SQL = (
-    "_partition_date date, _source_file varchar, _source_line bigint, "
-    "_ingested_at timestamp, _run_id varchar"
+from dagster_project.lib.ingestion.landing import (
+    files_fingerprint,
+    landed_dates,
+    partition_files,
+    read_landing_file,
+    source_given,
+    type_rows,
 )
-SOURCE_FILE_COLUMN = "_source_file"
-SOURCE_LINE_COLUMN = "_source_line"
-_PARTITION_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-# One transaction reads at most about this much landing data, so a long catch-up of a large
-# shop stays bounded in memory (a single bigger day is still read whole).
-CHUNK_BYTES = 256 * 1024 * 1024
-
-SQL_TYPES = {
-    "varchar": "varchar",
-    "timestamp": "timestamp",
-    "decimal": "decimal(18, 2)",
-    "integer": "integer",
-}
-
-KIND_MISSING = "missing_value"
-KIND_UNPARSEABLE = "unparseable"
-KIND_NEGATIVE = "negative_amount"
-KIND_FUTURE = "future_timestamp"
-KIND_OUTSIDE = "outside_partition"
-KIND_DUPLICATE = "duplicate_id"
-KIND_ORPHAN = "orphan"
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    name: str
-    dtype: str  # key of SQL_TYPES
-    required: bool = False  # a null or empty value rejects the row
-    optional_in_file: bool = False  # the column may be absent from a file (filled with null)
-    non_negative: bool = False
-    partition_time: bool = False  # must fall on the partition's day
-
-
-TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
-    "orders": (
-        ColumnSpec("order_id", "varchar", required=True),
-        ColumnSpec("user_id", "varchar", required=True),
-        ColumnSpec("ordered_at", "timestamp", required=True, partition_time=True),
-        ColumnSpec("amount", "decimal", required=True, non_negative=True),
-        ColumnSpec("currency", "varchar", optional_in_file=True),
-        ColumnSpec("status", "varchar", required=True),
-    ),
-    "order_items": (
-        ColumnSpec("order_id", "varchar", required=True),
-        ColumnSpec("product_id", "varchar", required=True),
-        ColumnSpec("category", "varchar", optional_in_file=True),
-        ColumnSpec("quantity", "integer", required=True, non_negative=True),
-        ColumnSpec("unit_price", "decimal", required=True, non_negative=True),
-    ),
-    "users": (
-        ColumnSpec("user_id", "varchar", required=True),
-        ColumnSpec("signup_at", "timestamp", required=True, partition_time=True),
-        ColumnSpec("country", "varchar", optional_in_file=True),
-        ColumnSpec("channel", "varchar", optional_in_file=True),
-        ColumnSpec("birth_year", "integer", optional_in_file=True),
-        ColumnSpec("gender", "varchar", optional_in_file=True),
-        ColumnSpec("email", "varchar", optional_in_file=True),
-        ColumnSpec("phone", "varchar", optional_in_file=True),
-    ),
-    "events": (
-        ColumnSpec("event_id", "varchar", required=True),
-        ColumnSpec("user_id", "varchar", required=True),
-        ColumnSpec("event_at", "timestamp", required=True, partition_time=True),
-        ColumnSpec("event_type", "varchar", required=True),
-        ColumnSpec("session_id", "varchar", optional_in_file=True),
-    ),
-}
-
-
-@dataclass(frozen=True)
-class ForeignKey:
-    column: str
-    parent: str
-    parent_column: str
-
-
-# The id that must be unique (order_items has no line id: identical lines are legitimate).
-ID_COLUMNS: dict[str, str] = {"orders": "order_id", "users": "user_id", "events": "event_id"}
-PARENTS: dict[str, ForeignKey] = {
-    "orders": ForeignKey("user_id", "users", "user_id"),
-    "order_items": ForeignKey("order_id", "orders", "order_id"),
-    "events": ForeignKey("user_id", "users", "user_id"),
-}
-
-
-def time_column(table: str) -> str | None:
-    """The table's timestamp that decides its day (None for order_items)."""
-    return next((c.name for c in TABLE_SPECS[table] if c.partition_time), None)
-
-
-class IngestError(ValueError):
-    """A table-level problem (unreadable file, missing column): the partition is not written."""
-
-
-@dataclass(frozen=True)
-class IngestStats:
-    table: str
-    partition_date: date
-    files: tuple[str, ...]
-    rows_landed: int
-    rows_accepted: int
-    rows_quarantined: int
-    reasons: dict[str, int] = field(default_factory=dict)
-    kinds: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def reject_share(self) -> float:
-        return self.rows_quarantined / self.rows_landed if self.rows_landed else 0.0
-
-
-def raw_table_ddl(table: str) -> str:
-    columns = ", ".join(f"{c.name} {SQL_TYPES[c.dtype]}" for c in TABLE_SPECS[table])
-    return f"create table if not exists raw.{table} ({columns}, {LINEAGE_COLUMNS_SQL})"
-
-
-def quarantine_table_ddl(table: str) -> str:
-    # Rejected values are kept exactly as they arrived, so every column is text.
-    columns = ", ".join(f"{c.name} varchar" for c in TABLE_SPECS[table])
-    return (
-        f"create table if not exists quarantine.{table} "
-        f"({columns}, _reason varchar, _kind varchar, {LINEAGE_COLUMNS_SQL})"
-    )
-
-
-def ensure_ingestion_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every raw, quarantine and audit table, so optional sources exist (empty)."""
-    for schema in ("raw", "quarantine", "audit"):
-        con.execute(f"create schema if not exists {schema}")
-    for table in CONTRACT_TABLES:
-        con.execute(raw_table_ddl(table))
-        con.execute(quarantine_table_ddl(table))
-        # warehouses created before kinds existed
-        con.execute(f"alter table quarantine.{table} add column if not exists _kind varchar")
-    con.execute(
-        "create table if not exists audit.ingested_partitions ("
-        "table_name varchar, partition_date date, files varchar, rows_landed bigint, "
-        "rows_accepted bigint, rows_quarantined bigint, run_id varchar, ingested_at timestamp, "
-        "files_fingerprint varchar, quarantined_by_kind varchar)"
-    )
-    for column in ("files_fingerprint", "quarantined_by_kind"):
-        con.execute(
-            f"alter table audit.ingested_partitions add column if not exists {column} varchar"
-        )
-
-
-def landed_dates(landing: Path, table: str = "orders") -> list[date]:
-    """The days for which a table has a landing directory, sorted."""
-    table_dir = landing / table
-    if not table_dir.is_dir():
-        return []
-    days = []
-    for child in table_dir.iterdir():
-        match = _PARTITION_DIR.match(child.name)
-        if child.is_dir() and match:
-            days.append(date.fromisoformat(match.group(1)))
-    return sorted(days)
-
-
-def source_given(landing: Path, table: str) -> bool:
-    """Whether a source was delivered at all (a day directory exists): orphans of an absent
-    optional source (CDNOW has no users) are not orphans."""
-    return bool(landed_dates(landing, table))
-
-
-def partition_files(landing: Path, table: str, day: date) -> list[Path]:
-    directory = landing / table / f"date={day.isoformat()}"
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in LANDING_SUFFIXES)
-
-
-def files_fingerprint(files: Iterable[Path]) -> str:
-    """Name, size and mtime of a partition's files: a changed or replaced file changes it.
-
-    Cheap (no file is read), so `strata run` can find days to re-ingest on every start.
-    """
-    digest = hashlib.sha1()
-    for path in sorted(files):
-        stat = path.stat()
-        digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def read_landing_file(path: Path, table: str) -> pl.DataFrame:
-    """All contract columns as text plus the source file and line (CSV: the header is line 1).
-
-    A Parquet file with ``_source_file`` / ``_source_line`` columns keeps that lineage (the
-    original export's file and line); other Parquet files number their rows from 1.
-    """
-    try:
-        if path.suffix.lower() == ".parquet":
-            frame = pl.read_parquet(path)
-            frame = frame.with_columns(
-                pl.all().exclude(SOURCE_LINE_COLUMN).cast(pl.String),
-            )
-            first_line = 1  # Parquet has no lines: the row number, counted from 1
-        else:
-            frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
-            first_line = 2
-    except Exception as exc:  # polars raises several exception types for unreadable files
-        raise IngestError(f"{path}: cannot be read as {table} landing data: {exc}") from exc
-
-    specs = TABLE_SPECS[table]
-    missing = [c.name for c in specs if c.name not in frame.columns and not c.optional_in_file]
-    if missing:
-        raise IngestError(
-            f"{path}: required column(s) {', '.join(missing)} missing "
-            f"(the file has: {', '.join(frame.columns) or 'no columns'})"
-        )
-    frame = frame.with_columns(
-        pl.lit(None, dtype=pl.String).alias(c.name) for c in specs if c.name not in frame.columns
-    )
-    has_lineage = SOURCE_FILE_COLUMN in frame.columns and SOURCE_LINE_COLUMN in frame.columns
-    lineage = (
-        [
-            pl.col(SOURCE_FILE_COLUMN).cast(pl.String),
-            pl.col(SOURCE_LINE_COLUMN).cast(pl.Int64),
-        ]
-        if has_lineage
-        else [
-            pl.lit(str(path)).alias(SOURCE_FILE_COLUMN),
-            (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias(SOURCE_LINE_COLUMN),
-        ]
-    )
-    return frame.select(*[pl.col(c.name) for c in specs], *lineage)
-
-
-def _parse_timestamp(column: str) -> pl.Expr:
-    text = pl.col(column).str.strip_chars()
-    return pl.coalesce(
-        [text.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in TIMESTAMP_FORMATS]
-    )
-
-
-def _typed(spec: ColumnSpec) -> pl.Expr:
-    text = pl.col(spec.name).str.strip_chars()
-    if spec.dtype == "timestamp":
-        return _parse_timestamp(spec.name)
-    if spec.dtype == "decimal":
-        return text.cast(pl.Float64, strict=False).round(2)
-    if spec.dtype == "integer":
-        return text.cast(pl.Int64, strict=False)
-    return pl.when(text == "").then(None).otherwise(pl.col(spec.name))
-
-
-def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Type a landed frame (with ``_partition_date``) and find the per-row problems.
-
-    Adds ``__typed_<column>`` for every contract column, ``_reason`` and ``_kind`` (both
-    ``; ``-joined, null when the row is fine) and ``__row`` (a row number for joins back).
-    """
-    specs = TABLE_SPECS[table]
-    typed = frame.with_columns(_typed(c).alias(f"__typed_{c.name}") for c in specs)
-    day = pl.col("_partition_date")
-    day_text = day.dt.strftime("%Y-%m-%d")
-    problems: list[tuple[pl.Expr, pl.Expr, str]] = []  # (condition, reason, kind)
-    for spec in specs:
-        raw = pl.col(spec.name)
-        value = pl.col(f"__typed_{spec.name}")
-        blank = raw.is_null() | (raw.str.strip_chars() == "")
-        if spec.required:
-            problems.append((blank, pl.lit(f"missing {spec.name}"), KIND_MISSING))
-        problems.append(
-            (
-                ~blank & value.is_null(),
-                pl.lit(f"unparseable {spec.name}: '") + raw + pl.lit("'"),
-                KIND_UNPARSEABLE,
-            )
-        )
-        if spec.non_negative:
-            problems.append((value < 0, pl.lit(f"negative {spec.name}"), KIND_NEGATIVE))
-        if spec.partition_time:
-            # one reason text for both directions; the kind tells future from past
-            outside = pl.lit(f"{spec.name} outside partition ") + day_text
-            problems.append((value.dt.date() > day, outside, KIND_FUTURE))
-            problems.append((value.dt.date() < day, outside, KIND_OUTSIDE))
-    return typed.with_columns(
-        pl.concat_str(
-            [pl.when(cond).then(reason) for cond, reason, _ in problems],
-            separator="; ",
-            ignore_nulls=True,
-        ).alias("_reason"),
-        pl.concat_str(
-            [pl.when(cond).then(pl.lit(kind)) for cond, _, kind in problems],
-            separator="; ",
-            ignore_nulls=True,
-        ).alias("_kind"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
-    ).with_columns(
-        pl.when(pl.col("_reason") == "").then(None).otherwise(pl.col("_reason")).alias("_reason"),
-        pl.when(pl.col("_kind") == "").then(None).otherwise(pl.col("_kind")).alias("_kind"),
-    )
 
 
 def _relational_problems(
@@ -683,84 +396,3 @@ def stale_dates(con: duckdb.DuckDBPyConnection | None, landing: Path) -> list[da
             if fp != files_fingerprint(files) and (files or recorded_files):
                 stale.add(day)
     return sorted(stale)
-
-
-# ----------------------------------------------------------------- validation frames (GX)
-
-
-def validation_query(table: str, parent_given: bool) -> str:
-    """The raw rows of days [$first, $last] plus the per-row columns the suite checks.
-
-    ``_partition_start`` / ``_partition_end`` bound each row by its own day (a multi-day
-    window is still checked day by day); ``_parent_known`` is the point-in-time
-    referential integrity (true when the parent source is not given).
-    """
-    key = PARENTS.get(table)
-    if key and parent_given:
-        parent_known = (
-            f"exists (select 1 from raw.{key.parent} as p where p.{key.parent_column} = "
-            f"t.{key.column} and p._partition_date <= t._partition_date)"
-        )
-    else:
-        parent_known = "true"
-    return (
-        "select t.*, cast(t._partition_date as timestamp) as _partition_start, "
-        "cast(t._partition_date as timestamp) + interval 1 day as _partition_end, "
-        f"{parent_known} as _parent_known "
-        f"from raw.{table} as t where t._partition_date between $first and $last"
-    )
-
-
-def partition_audit_query(table: str) -> str:
-    """One row per day of [$first, $last]: what landed, what was accepted and quarantined
-    (as recorded and as actually stored), the reject share and the data's staleness."""
-    ts = time_column(table)
-    latest = (
-        f"""daily_latest as (
-            select _partition_date as d, max({ts}) as latest
-            from raw.{table} where _partition_date <= $last group by 1
-        )"""
-        if ts
-        else "daily_latest as (select null::date as d, null::timestamp as latest where false)"
-    )
-    return f"""
-    with days as (
-        select cast(unnest(generate_series(cast($first as timestamp), cast($last as timestamp),
-            interval 1 day)) as date) as partition_date
-    ),
-    audit as (
-        select * from audit.ingested_partitions
-        where table_name = '{table}' and partition_date between $first and $last
-    ),
-    raw_rows as (
-        select _partition_date as d, count(*) as n from raw.{table}
-        where _partition_date between $first and $last group by 1
-    ),
-    quarantine_rows as (
-        select _partition_date as d, count(*) as n from quarantine.{table}
-        where _partition_date between $first and $last group by 1
-    ),
-    {latest}
-    select
-        days.partition_date,
-        audit.run_id,
-        audit.rows_landed,
-        audit.rows_accepted,
-        audit.rows_quarantined,
-        audit.rows_landed - audit.rows_accepted - audit.rows_quarantined as unaccounted_rows,
-        coalesce(raw_rows.n, 0) as raw_rows,
-        coalesce(quarantine_rows.n, 0) as quarantine_rows,
-        case when audit.rows_landed > 0
-            then audit.rows_quarantined / audit.rows_landed else 0.0 end as reject_share,
-        (select max(latest) from daily_latest where daily_latest.d <= days.partition_date)
-            as latest_at,
-        date_diff('second',
-            (select max(latest) from daily_latest where daily_latest.d <= days.partition_date),
-            cast(days.partition_date as timestamp) + interval 1 day
-        ) / 86400.0 as staleness_days
-    from days
-    left join audit on audit.partition_date = days.partition_date
-    left join raw_rows on raw_rows.d = days.partition_date
-    left join quarantine_rows on quarantine_rows.d = days.partition_date
-    order by days.partition_date
-    """

@@ -43,7 +43,7 @@ import yaml
 
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.core.spec_model import SpecError, parse_spec, spec_model
-from dagster_project.lib.ingestion.ingest import (
+from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from dagster_project.lib.ingestion.ingest import IngestStats
+from dagster_project.lib.ingestion.contract import IngestStats
 
 RELATION = "marts.data_quality_runs"
 PII_COLUMNS = frozenset({"email", "phone"})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dagster_project.lib.ingestion.ingest import (
+from dagster_project.lib.ingestion.contract import (
     ID_COLUMNS,
     KIND_DUPLICATE,
     KIND_FUTURE,
