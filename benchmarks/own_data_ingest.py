@@ -24,7 +24,7 @@ import polars as pl
 
 from dagster_project.lib.ingestion.ingest import ingest_partitions
 from dagster_project.lib.ingestion.landing import landed_dates
-from dagster_project.lib.ingestion.source_mapping import stage_sources
+from dagster_project.lib.ingestion.mapping.staging import stage_sources
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("users", "orders", "order_items")

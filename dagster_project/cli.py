@@ -110,7 +110,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_check_sources(args: argparse.Namespace) -> int:
-    from dagster_project.lib.ingestion.source_mapping import MappingError, load_mapping, validate
+    from dagster_project.lib.ingestion.mapping.binding import validate
+    from dagster_project.lib.ingestion.mapping.spec import MappingError, load_mapping
 
     try:
         mapping = load_mapping(args.sources)
@@ -126,7 +127,8 @@ def cmd_check_sources(args: argparse.Namespace) -> int:
 
 
 def _stage_sources(sources, paths: settings.StrataPaths) -> None:
-    from dagster_project.lib.ingestion.source_mapping import MappingError, stage_sources
+    from dagster_project.lib.ingestion.mapping.spec import MappingError
+    from dagster_project.lib.ingestion.mapping.staging import stage_sources
 
     try:
         summary = stage_sources(sources, paths.landing)

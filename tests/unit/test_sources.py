@@ -12,13 +12,9 @@ import pytest
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.ingest import ingest_partitions
 from dagster_project.lib.ingestion.landing import landed_dates
-from dagster_project.lib.ingestion.source_mapping import (
-    MAPPED_FILE,
-    MappingError,
-    load_mapping,
-    stage_sources,
-    validate,
-)
+from dagster_project.lib.ingestion.mapping.binding import validate
+from dagster_project.lib.ingestion.mapping.spec import MAPPED_FILE, MappingError, load_mapping
+from dagster_project.lib.ingestion.mapping.staging import stage_sources
 
 TODAY = date(2024, 6, 1)
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ DEFAULT_PARTITION_START = "2020-01-01"
 SAMPLE_PII_SALT = "strata-sample-data-salt"
 DEFAULT_MAX_REJECT_SHARE = 0.10
 DEFAULT_MAX_STALENESS_DAYS = 7.0
-# Written by the source mapping stage into the landing folder (see lib/ingestion/source_mapping.py).
+# Written by the source mapping stage into the landing folder (see lib/ingestion/mapping/).
 MAPPING_MANIFEST = ".mapping.json"
 
 

@@ -20,7 +20,7 @@ Duplicates and orphans are judged against days up to the row's own day only, so 
 ingested late (a backfill) gets the same verdicts as when it is ingested in order.
 
 Files that carry ``_source_file`` / ``_source_line`` columns (written by the source mapping,
-see ``source_mapping.py``) keep that lineage: quarantine then points at the team's original export.
+see ``mapping/``) keep that lineage: quarantine then points at the team's original export.
 """
 
 from __future__ import annotations
