@@ -10,14 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dagster_project.lib.sample.generator import (
-    ARCHETYPES,
-    COLUMNS,
-    EVENT_TYPES,
-    TABLES,
-    GenerationSummary,
-    generate_sample,
-)
+from dagster_project.lib.sample.archetypes import ARCHETYPES, COLUMNS, EVENT_TYPES, TABLES
+from dagster_project.lib.sample.generator import GenerationSummary, generate_sample
 
 USERS, DAYS, SEED = 200, 30, 42
 END = date(2025, 3, 31)
