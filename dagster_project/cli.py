@@ -7,25 +7,12 @@ $STRATA_HOME/dagster), so they appear in the UI's run history.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from dagster_project.lib.core import settings
-
-DAILY_JOB = "strata_daily"
-INGEST_JOB = "strata_ingest"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-WARNING_PREFIX = "(warning, not blocking) "
-# Runs this command starts carry it, so a later run can tell its own abandoned runs (the
-# process was killed) from runs the UI launched.
-LAUNCHED_BY_TAG = "strata/launched_by"
-# How long `strata run` waits for another process to let go of the warehouse (a dbt child
-# of a killed run finishing its model, a BI tool wrongly pointed at warehouse.duckdb).
-WAREHOUSE_WAIT_SECONDS = 600.0
 
 DAGSTER_YAML = """\
 # Written by `strata`; edit freely. Every asset that writes the warehouse runs in this pool:
@@ -126,174 +113,9 @@ def cmd_check_sources(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_sources(sources, paths: settings.StrataPaths) -> None:
-    from dagster_project.lib.ingestion.mapping.spec import MappingError
-    from dagster_project.lib.ingestion.mapping.staging import stage_sources
-
-    try:
-        summary = stage_sources(sources, paths.landing)
-    except MappingError as exc:
-        raise SystemExit(f"strata run: source mapping: {exc}") from exc
-    print(f"staged sources from {sources} into {paths.landing}")
-    for table in summary.tables.values():
-        undated = f", {table.undated_rows:,} undated" if table.undated_rows else ""
-        print(
-            f"  {table.table:<12} {table.rows:>10,} rows over {table.days:,} day(s) "
-            f"{table.first_day} .. {table.last_day}{undated}"
-        )
-    print(
-        f"  partitions: {summary.written} written, {summary.unchanged} unchanged, "
-        f"{summary.removed} removed"
-    )
-
-
-def _check_partition_start(landed: list[date]) -> None:
-    """Landed days before the first partition would fail deep inside Dagster: say so now."""
-    if not landed:
-        return
-    try:
-        start = date.fromisoformat(settings.partition_start())
-    except settings.SettingsError as exc:
-        raise SystemExit(f"strata run: {exc}") from exc
-    if landed[0] < start:
-        raise SystemExit(
-            f"strata run: landed data starts on {landed[0]}, before STRATA_PARTITION_START="
-            f"{start}. Unset STRATA_PARTITION_START (the first partition is then derived "
-            f"from the landing data) or set it to {landed[0]} or earlier."
-        )
-
-
-def _load_definitions():
-    from dagster_project.defs.transform.project import strata_dbt_project
-
-    project = strata_dbt_project()
-    if not project.manifest_path.exists():
-        from dagster_project.defs.transform.project import prepare_manifest
-
-        prepare_manifest()
-    from dagster_project.definitions import defs
-
-    return defs()
-
-
-def _snapshot_dates(args: argparse.Namespace, landed: list[date]) -> list[date]:
-    if args.date:
-        return [args.date]
-    if args.start or args.end:
-        if not (args.start and args.end):
-            raise SystemExit("strata run: --start and --end go together")
-        if args.end < args.start:
-            raise SystemExit("strata run: --end is before --start")
-        return [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
-    if not landed:
-        raise SystemExit("strata run: no landing files found; run `strata generate` first")
-    return [landed[-1]]
-
-
-def _run_config(verbose: bool) -> dict:
-    level = "DEBUG" if verbose else "WARNING"
-    return {"loggers": {"console": {"config": {"log_level": level}}}}
-
-
-def _failure_detail(metadata: dict) -> str:
-    failures = metadata.get("failures")
-    if failures is None or not failures.value:
-        return ""
-    errors = [f for f in failures.value if f.get("severity") == "error"] or failures.value
-    first = errors[0]
-    sample = ", ".join(str(v) for v in first.get("unexpected_sample", [])[:5])
-    column = f" on {first['column']}" if first.get("column") else ""
-    what = first.get("description") or f"{first['expectation']}{column}"
-    detail = f": {what}: {first.get('observed', 'failed')}"
-    if sample:
-        detail += f" (e.g. {sample})"
-    if first.get("window"):
-        detail += f" [days {first['window']}]"
-    if first.get("column") == "reject_share":
-        detail += (
-            ". The rejected rows are in quarantine.<table> with reason, file and line; if "
-            "they are expected, rerun with --max-reject-share (or STRATA_MAX_REJECT_SHARE)"
-        )
-    return detail
-
-
-def _check_outcomes(result) -> tuple[list[str], list[str]]:
-    """Names of passed and failed checks, and failed steps with their error message."""
-    passed, failed = [], []
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            message = error.message.strip().splitlines()[0] if error else "failed"
-            failed.append(f"step {event.step_key}: {message}")
-        if event.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        evaluation = event.event_specific_data
-        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        if evaluation.passed:
-            passed.append(name)
-        else:
-            # WARN severity never blocks (e.g. a refused model refit while scoring keeps the
-            # previous promoted version): reported, but it does not fail the run
-            warn = getattr(evaluation.severity, "value", None) == "WARN"
-            prefix = WARNING_PREFIX if warn else ""
-            failed.append(prefix + name + _failure_detail(evaluation.metadata))
-    return passed, failed
-
-
-class _JobRunner:
-    """Runs jobs in process in the persistent instance; logs go to a file unless --verbose."""
-
-    def __init__(self, definitions, paths: settings.StrataPaths, verbose: bool) -> None:
-        import dagster as dg
-
-        self.definitions = definitions
-        self.instance = dg.DagsterInstance.get()
-        self.verbose = verbose
-        logs = paths.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        self.log_file = logs / f"strata-run-{datetime.now():%Y%m%dT%H%M%S}.log"
-        self.passed: list[str] = []
-        self.failed: list[str] = []
-
-    def run(self, job_name: str, **kwargs) -> bool:
-        job = self.definitions.resolve_job_def(job_name)
-        with contextlib.ExitStack() as stack:
-            if not self.verbose:  # dbt's and Dagster's output would bury the summary
-                log = stack.enter_context(self.log_file.open("a"))
-                stack.enter_context(contextlib.redirect_stdout(log))
-                stack.enter_context(contextlib.redirect_stderr(log))
-            tags = {**kwargs.pop("tags", {}), LAUNCHED_BY_TAG: "cli"}
-            result = job.execute_in_process(
-                instance=self.instance,
-                run_config=_run_config(self.verbose),
-                raise_on_error=False,
-                tags=tags,
-                **kwargs,
-            )
-        passed, failed = _check_outcomes(result)
-        self.passed += passed
-        self.failed += failed
-        return result.success and not [f for f in failed if not f.startswith(WARNING_PREFIX)]
-
-
-def _fail_abandoned_runs(instance) -> list[str]:
-    """Runs this command started that are still marked in progress: their process is gone
-    (we hold the run lock). Mark them failed and free their pool slots, or the next run
-    would wait forever for the `duckdb_warehouse` slot a killed run still holds."""
-    import dagster as dg
-
-    abandoned = [
-        run
-        for run in instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: "cli"}))
-        if not run.is_finished
-    ]
-    for run in abandoned:
-        instance.report_run_failed(run, "abandoned: the strata process running it was killed")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    return [run.run_id for run in abandoned]
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from dagster_project.pipeline_run import RunRefused, run_pipeline
+
     sources = args.sources or settings.sources_file()
     if args.max_reject_share is not None:
         if not 0.0 <= args.max_reject_share <= 1.0:
@@ -305,81 +127,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.require_pii_salt(paths.home)
         settings.max_reject_share()
         settings.max_staleness_days()
-    except settings.SettingsError as exc:
-        raise SystemExit(f"strata run: {exc}") from exc
-
-    from dagster_project.lib.core.run_lock import RunLock, RunLockBusy, wait_for_warehouse
-    from dagster_project.lib.core.warehouse import connect
-    from dagster_project.lib.ingestion.contract import CONTRACT_TABLES
-    from dagster_project.lib.ingestion.ingest import stale_dates
-    from dagster_project.lib.ingestion.landing import landed_dates
-
-    lock = RunLock(paths.home)
-    try:
-        lock.acquire(timeout=args.wait)
-    except RunLockBusy as exc:
-        raise SystemExit(f"strata run: {exc}") from exc
-    try:
-        if sources:
-            _stage_sources(sources, paths)
-        landed = sorted(
-            {d for table in CONTRACT_TABLES for d in landed_dates(paths.landing, table)}
+        report = run_pipeline(
+            paths,
+            sources=sources,
+            day=args.date,
+            start=args.start,
+            end=args.end,
+            verbose=args.verbose,
+            wait=args.wait,
         )
-        _check_partition_start(landed)
-        snapshots = _snapshot_dates(args, landed)
-        try:
-            wait_for_warehouse(
-                paths.warehouse,
-                timeout=WAREHOUSE_WAIT_SECONDS,
-                on_wait=lambda pid: print(f"waiting for process {pid} to release the warehouse"),
-            )
-        except TimeoutError as exc:
-            raise SystemExit(f"strata run: {exc}") from exc
-        if paths.warehouse.exists():
-            with connect(paths.warehouse, read_only=True) as con:
-                stale = stale_dates(con, paths.landing)
-        else:
-            stale = stale_dates(None, paths.landing)
-        catch_up = [d for d in stale if d not in snapshots]
+    except (settings.SettingsError, RunRefused) as exc:
+        raise SystemExit(f"strata run: {exc}") from exc
 
-        definitions = _load_definitions()
-        from dagster_project.defs.common import daily_partitions
-
-        if landed and landed[0] < daily_partitions.start.date():
-            raise SystemExit(
-                f"strata run: the Dagster definitions were loaded with partitions from "
-                f"{daily_partitions.start.date()}, after the first landed day {landed[0]}; "
-                "run strata again in a new process"
-            )
-        runner = _JobRunner(definitions, paths, args.verbose)
-        abandoned = _fail_abandoned_runs(runner.instance)
-        if abandoned:
-            print(f"marked {len(abandoned)} abandoned run(s) as failed: {', '.join(abandoned)}")
-        ok = True
-        if catch_up:
-            print(
-                f"ingesting {len(catch_up)} landed day(s) {catch_up[0]} .. {catch_up[-1]} "
-                "in one run"
-            )
-            ok = runner.run(
-                INGEST_JOB,
-                tags={
-                    RANGE_START_TAG: catch_up[0].isoformat(),
-                    RANGE_END_TAG: catch_up[-1].isoformat(),
-                },
-            )
-        for snapshot in snapshots:
-            if not ok:
-                break
-            print(f"building snapshot {snapshot}")
-            ok = runner.run(DAILY_JOB, partition_key=snapshot.isoformat())
-    finally:
-        lock.release()
-
-    _print_summary(paths, runner.passed, runner.failed)
-    if not args.verbose:
-        print(f"run log: {runner.log_file}")
-    if not ok:
+    _print_summary(paths, report.passed, report.failed)
+    if report.log_file:
+        print(f"run log: {report.log_file}")
+    if not report.ok:
         print("RUN FAILED: see the failed checks and the run log; published tables are unchanged.")
         return 1
     return 0

@@ -31,8 +31,9 @@ from strata_processes import (
     wait_until,
 )
 
-from dagster_project.cli import LAUNCHED_BY_TAG, main
+from dagster_project.cli import main
 from dagster_project.lib.core.run_lock import wait_for_warehouse
+from dagster_project.pipeline_run import LAUNCHED_BY_TAG
 
 # A rerun of END republishes the same rows plus its own record in data_quality_runs, so the
 # record count tells an old view from a new one.
