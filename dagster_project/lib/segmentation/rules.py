@@ -17,6 +17,7 @@ import polars as pl
 
 from dagster_project.lib.segmentation.spec import (
     REQUIRED_FEATURES,
+    SEGMENT_COLUMNS,
     RulesSpec,
     ScoreRule,
     SegmentationSpec,
@@ -302,16 +303,7 @@ def _value_flags(rules: RulesSpec, cuts: RuleCuts) -> list[pl.Expr]:
 
 def _assert_partition(out: pl.DataFrame, n_users: int) -> None:
     """Every user exactly once, with exactly one non-NULL key and label per scheme."""
-    keys = [
-        "rfm_segment",
-        "rfm_segment_label",
-        "value_tier",
-        "value_tier_label",
-        "lifecycle_stage",
-        "lifecycle_label",
-        "ops_tier",
-        "ops_tier_label",
-    ]
+    keys = SEGMENT_COLUMNS[SEGMENT_COLUMNS.index("rfm_segment") :]  # every scheme's key and label
     nulls = {c: n for c in keys if (n := out.get_column(c).null_count())}
     if out.height != n_users or nulls:
         raise RuntimeError(f"rule segments are not a partition: rows={out.height}, nulls={nulls}")
