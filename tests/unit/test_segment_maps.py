@@ -19,8 +19,9 @@ from dagster_project.lib.segmentation.maps import (
 )
 from dagster_project.lib.segmentation.reasons import explain_rule_segments
 from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+from dagster_project.lib.segmentation.schemes import scheme_names
 from dagster_project.lib.segmentation.spec import SegmentationSpec
-from dagster_project.lib.segmentation.spec_loader import RESERVED_SCHEMES, load_segmentation_spec
+from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "models" / "segmentation.yml"
@@ -152,7 +153,7 @@ def test_a_user_added_map_with_a_gap_or_overlap_names_the_cells(tmp_path: Path) 
     ]
 
 
-@pytest.mark.parametrize("name", sorted(RESERVED_SCHEMES))
+@pytest.mark.parametrize("name", scheme_names())
 def test_a_user_map_cannot_take_a_builtin_scheme_name(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="scheme name"):
         load_segmentation_spec(write_spec(tmp_path, {name: RM_MAP}))

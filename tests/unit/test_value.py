@@ -21,7 +21,7 @@ TRUE_PARAMS = {"r": 0.5, "alpha": 30.0, "a": 0.8, "b": 3.0}
 
 
 def synthetic_features(n: int, seed: int = 0, customer_share: float = 0.7) -> pl.DataFrame:
-    """Feature rows (a subset of marts.user_features_daily) from a BG/NBD process in whole days.
+    """Feature rows (a subset of features.user_features) from a BG/NBD process in whole days.
 
     Loops over purchase *rounds*, vectorised over users. Order values are Gamma(6, scale nu)
     with nu varying by user, so Gamma-Gamma's assumptions hold.

@@ -12,6 +12,7 @@ import yaml
 
 from dagster_project.lib.core.spec_model import dataclass_model, parse_spec
 from dagster_project.lib.segmentation.maps import map_partition_problems, spec_maps
+from dagster_project.lib.segmentation.schemes import scheme_names
 from dagster_project.lib.segmentation.spec import (
     LIFECYCLE_KEYS,
     OPS_TIER_KEYS,
@@ -244,18 +245,13 @@ def _section(cls: type, raw: Mapping[str, Any] | None, where: str) -> Any:
     return cls(**parse_spec(dataclass_model(cls), raw, where))
 
 
-#: Scheme names a user-added map may not take (the built-in schemes of user_segments_daily).
-RESERVED_SCHEMES: frozenset[str] = frozenset(
-    {"rfm_segment", "value_tier", "lifecycle_stage", "ops_tier", "cluster"}
-)
-
-
 _AXIS_COLUMNS = {"r": "recency", "f": "frequency", "m": "monetary"}
 
 
 def _custom_map(name: str, raw: Mapping[str, Any], rfm: Mapping[str, Any]) -> SegmentMap:
     """A user-added map over any of the R, F, M score axes (see ``rules.maps`` in the yml)."""
-    if not name.isidentifier() or name != name.lower() or name in RESERVED_SCHEMES:
+    # a built-in scheme's name would merge the map into that scheme in every table
+    if not name.isidentifier() or name != name.lower() or name in scheme_names():
         raise ValueError(f"map {name!r}: use a new lower_snake_case scheme name")
     axes = tuple(str(a) for a in raw["axes"])
     if not axes or len(set(axes)) != len(axes) or not set(axes) <= set(_AXIS_COLUMNS):

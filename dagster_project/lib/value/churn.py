@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
-# user_features columns known as of the snapshot date (marts.user_features_daily); nothing here
+# user_features columns known as of the snapshot date (features.user_features); nothing here
 # looks past the as-of date. Columns absent from a frame are skipped at fit time.
 DEFAULT_FEATURES: tuple[str, ...] = (
     "recency_days",

@@ -39,7 +39,7 @@ CHURN_CLASSIFIER = "gbm"
 PROBABILISTIC = "probabilistic"
 
 
-# Feature columns (marts.user_features_daily) this module reads.
+# Feature columns (features.user_features) this module reads.
 REQUIRED_COLUMNS = ("user_id", "is_customer", X_COL, TX_COL, T_COL, "frequency", "monetary")
 
 
