@@ -161,6 +161,26 @@ def test_loader_names_a_mistyped_or_wrongly_typed_section_key(tmp_path: Path) ->
         load_segmentation_spec(_write_spec(tmp_path, fractional_count))
 
 
+def test_loader_names_bad_keys_anywhere_in_the_file(tmp_path: Path) -> None:
+    def typo_in_a_map_row(raw: dict[str, Any]) -> None:
+        raw["rules"]["rf_map"][2]["label"] = "x"
+
+    with pytest.raises(ValueError, match=r"^rules\.rf_map\.2\.label: unknown key \(allowed: key,"):
+        load_segmentation_spec(_write_spec(tmp_path, typo_in_a_map_row))
+
+    def missing_threshold(raw: dict[str, Any]) -> None:
+        del raw["rules"]["lifecycle"]["at_risk_days"]
+
+    with pytest.raises(ValueError, match=r"^rules\.lifecycle\.at_risk_days: Field required"):
+        load_segmentation_spec(_write_spec(tmp_path, missing_threshold))
+
+    def not_high_or_low(raw: dict[str, Any]) -> None:
+        raw["rules"]["value_tiers"]["tiers"][0]["m"] = "hi"
+
+    with pytest.raises(ValueError, match=r"^rules\.value_tiers\.tiers\.0\.m: .*'high' or 'low'"):
+        load_segmentation_spec(_write_spec(tmp_path, not_high_or_low))
+
+
 def test_catalog_lists_every_key_once_with_a_chinese_label(spec: SegmentationSpec) -> None:
     catalog = segment_catalog(spec)
     assert catalog.select("scheme", "key").is_unique().all()

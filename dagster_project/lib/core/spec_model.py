@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, create_model
 
 _CONFIG = ConfigDict(extra="forbid")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 # ints and booleans must be written as such (yaml `1.5` or `yes` for a count is a mistake)
 _STRICT = {int: StrictInt, bool: StrictBool}
 
@@ -25,6 +26,12 @@ class SpecError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
+
+
+class SpecModel(BaseModel):
+    """Base of a spec layout declared as classes: the declared keys and no other."""
+
+    model_config = _CONFIG
 
 
 def spec_model(name: str, fields: Mapping[str, Any]) -> type[BaseModel]:
@@ -39,10 +46,10 @@ def dataclass_model(cls: type) -> type[BaseModel]:
     return spec_model(cls.__name__, {f.name: hints[f.name] for f in dataclasses.fields(cls)})
 
 
-def parse_spec(
-    model: type[BaseModel], raw: Any, where: str = "", error: type[SpecError] = SpecError
-) -> dict[str, Any]:
-    """The keys ``raw`` gives, validated against ``model`` (nested models become dicts).
+def parse_model(
+    model: type[ModelT], raw: Any, where: str = "", error: type[SpecError] = SpecError
+) -> ModelT:
+    """``raw`` validated against ``model``, as an instance of it.
 
     ``where`` is the key path of ``raw`` in its file; ``error`` the SpecError subclass to raise.
     """
@@ -51,7 +58,7 @@ def parse_spec(
     if not isinstance(raw, Mapping):
         raise error(where, "must be a mapping")
     try:
-        parsed = model.model_validate(dict(raw))
+        return model.model_validate(dict(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in (where, *first["loc"]) if part != "")
@@ -59,16 +66,29 @@ def parse_spec(
             allowed = ", ".join(_model_at(model, first["loc"][:-1]).model_fields)
             raise error(key, f"unknown key (allowed: {allowed})") from None
         raise error(key, first["msg"]) from None
-    return parsed.model_dump(exclude_unset=True)
+
+
+def parse_spec(
+    model: type[BaseModel], raw: Any, where: str = "", error: type[SpecError] = SpecError
+) -> dict[str, Any]:
+    """The keys ``raw`` gives, validated against ``model`` (nested models become dicts)."""
+    return parse_model(model, raw, where, error).model_dump(exclude_unset=True)
 
 
 def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel]:
+    """The model validating the mapping at ``path`` (list indexes and dict keys pass through)."""
     for part in path:
-        annotation = model.model_fields[str(part)].annotation
-        nested = [a for a in typing.get_args(annotation) if isinstance(a, type)]
-        model = next(a for a in (annotation, *nested) if _is_model(a))
+        field = model.model_fields.get(str(part))
+        if field is not None:
+            model = _nested_model(field.annotation) or model
     return model
 
 
-def _is_model(kind: Any) -> bool:
-    return isinstance(kind, type) and issubclass(kind, BaseModel)
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None

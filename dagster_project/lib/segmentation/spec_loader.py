@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, StrictBool, StrictInt
 
-from dagster_project.lib.core.spec_model import dataclass_model, parse_spec
+from dagster_project.lib.core.spec_model import SpecModel, dataclass_model, parse_model
 from dagster_project.lib.segmentation.maps import map_partition_problems, spec_maps
 from dagster_project.lib.segmentation.schemes import scheme_names
 from dagster_project.lib.segmentation.spec import (
@@ -35,23 +36,148 @@ from dagster_project.lib.segmentation.spec import (
 )
 
 
-def _labels(raw: Iterable[Mapping[str, Any]]) -> tuple[Label, ...]:
-    return tuple(Label(str(item["key"]), str(item["label_zh"])) for item in raw)
+class _LabelIn(SpecModel):
+    key: str
+    label_zh: str
 
 
-def _score_rule(raw: Mapping[str, Any]) -> ScoreRule:
+class _ScoreRuleIn(SpecModel):
+    column: str
+    higher_is_better: StrictBool
+    method: Literal["quantile", "fixed"]
+    edges: list[float]
+
+
+class _RfmIn(SpecModel):
+    recency: _ScoreRuleIn
+    frequency: _ScoreRuleIn
+    monetary: _ScoreRuleIn
+
+
+class _MapRuleIn(_LabelIn):
+    r: tuple[StrictInt, StrictInt]
+    f: tuple[StrictInt, StrictInt]
+
+
+_Bounds = StrictInt | tuple[StrictInt, StrictInt] | None
+
+
+class _MapCellIn(_LabelIn):
+    r: _Bounds = None
+    f: _Bounds = None
+    m: _Bounds = None
+
+
+class _CustomMapIn(SpecModel):
+    axes: list[str]
+    cells: list[_MapCellIn]
+
+
+_HighLow = Literal["high", "low"]
+
+
+class _ValueTierIn(_LabelIn):
+    r: _HighLow
+    f: _HighLow
+    m: _HighLow
+
+
+class _ValueTiersIn(SpecModel):
+    statistic: Literal["median", "mean"] = "median"
+    tiers: list[_ValueTierIn]
+
+
+class _LifecycleIn(SpecModel):
+    new_days: StrictInt
+    active_days: StrictInt
+    at_risk_days: StrictInt
+    dormant_days: StrictInt
+    reactivation_gap_column: str = "prev_order_gap_days"
+    labels: list[_LabelIn]
+
+
+class _OpsTiersIn(SpecModel):
+    silent_days: StrictInt
+    high_value_min_m_score: StrictInt
+    labels: list[_LabelIn]
+
+
+class _RulesIn(SpecModel):
+    rfm: _RfmIn
+    rf_map: list[_MapRuleIn]
+    prospect: _LabelIn
+    maps: dict[str, _CustomMapIn] | None = None
+    value_tiers: _ValueTiersIn
+    lifecycle: _LifecycleIn
+    ops_tiers: _OpsTiersIn
+
+
+class _WordsIn(SpecModel):
+    en: str
+    zh: str
+
+
+class _NamingTermIn(SpecModel):
+    high_en: str
+    high_zh: str
+    low_en: str
+    low_zh: str
+
+
+class _NamingIn(SpecModel):
+    z_threshold: float
+    max_terms: StrictInt
+    default: _WordsIn
+    non_customer: _WordsIn
+    purchase_features: list[str] | None = None
+    terms: dict[str, _NamingTermIn] | None = None
+
+
+class _ClusteringIn(SpecModel):
+    # the one algorithm (MiniBatchKMeans above minibatch_above users); the key documents it
+    algorithm: Literal["kmeans"] = "kmeans"
+    features: list[str]
+    log_features: list[str] | None = None
+    quantile_features: list[str] | None = None
+    fill: dict[str, str | float] | None = None
+    k_min: StrictInt
+    k_max: StrictInt
+    random_state: StrictInt
+    n_init: StrictInt
+    silhouette_sample: StrictInt
+    min_share: float
+    minibatch_above: StrictInt
+    stability: dataclass_model(StabilitySpec) | None = None  # type: ignore[valid-type]
+    matching: dataclass_model(MatchingSpec) | None = None  # type: ignore[valid-type]
+    surrogate: dataclass_model(SurrogateSpec) | None = None  # type: ignore[valid-type]
+    naming: _NamingIn
+
+
+class _SegmentationIn(SpecModel):
+    """The layout of models/segmentation.yml: every key, its type, whether it may be left out."""
+
+    name: str = "user_segmentation"
+    version: StrictInt = 1
+    rules: _RulesIn
+    clustering: _ClusteringIn
+
+
+def _labels(raw: Sequence[_LabelIn]) -> tuple[Label, ...]:
+    return tuple(Label(item.key, item.label_zh) for item in raw)
+
+
+def _score_rule(raw: _ScoreRuleIn) -> ScoreRule:
     return ScoreRule(
-        column=str(raw["column"]),
-        higher_is_better=bool(raw["higher_is_better"]),
-        method=str(raw["method"]),
-        edges=tuple(float(e) for e in raw["edges"]),
+        column=raw.column,
+        higher_is_better=raw.higher_is_better,
+        method=raw.method,
+        edges=tuple(raw.edges),
     )
 
 
-def _high(value: Any, where: str) -> bool:
-    if value not in ("high", "low"):
-        raise ValueError(f"{where}: expected 'high' or 'low', got {value!r}")
-    return value == "high"
+def _section(cls: type, raw: BaseModel | None) -> Any:
+    """A spec section dataclass from its validated layout; omitted keys keep their defaults."""
+    return cls() if raw is None else cls(**raw.model_dump(exclude_unset=True))
 
 
 def _check_labels(scheme: str, labels: Sequence[Label], expected: Sequence[str] | None) -> None:
@@ -68,8 +194,6 @@ def _validate(spec: SegmentationSpec) -> None:
     """Refuse specs that would not partition users or that are internally inconsistent."""
     rules = spec.rules
     for rule in (rules.recency, rules.frequency, rules.monetary):
-        if rule.method not in ("quantile", "fixed"):
-            raise ValueError(f"rfm {rule.column}: method must be quantile or fixed")
         if list(rule.edges) != sorted(rule.edges) or not 1 <= len(rule.edges) <= 8:
             raise ValueError(f"rfm {rule.column}: 1..8 edges in ascending order")
         if rule.method == "quantile" and not all(0 < e < 1 for e in rule.edges):
@@ -93,8 +217,6 @@ def _validate(spec: SegmentationSpec) -> None:
             + "; ".join(problems)
         )
     _check_labels("value_tiers", [Label(t.key, t.label_zh) for t in rules.value_tiers], None)
-    if rules.value_statistic not in ("median", "mean"):
-        raise ValueError("value_tiers.statistic must be median or mean")
     for custom in rules.custom_maps:
         problems = map_partition_problems(custom)
         if problems:
@@ -146,88 +268,73 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
     """
     text = Path(path).read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
-    r = raw["rules"]
-    c = raw["clustering"]
-    lc = r["lifecycle"]
-    ops = r["ops_tiers"]
-    naming = c["naming"]
+    layout = parse_model(_SegmentationIn, raw)
+    r = layout.rules
+    c = layout.clustering
+    naming = c.naming
     spec = SegmentationSpec(
-        name=str(raw.get("name", "user_segmentation")),
-        version=int(raw.get("version", 1)),
+        name=layout.name,
+        version=layout.version,
         rules=RulesSpec(
-            recency=_score_rule(r["rfm"]["recency"]),
-            frequency=_score_rule(r["rfm"]["frequency"]),
-            monetary=_score_rule(r["rfm"]["monetary"]),
-            rf_map=tuple(
-                MapRule(
-                    key=str(m["key"]),
-                    label_zh=str(m["label_zh"]),
-                    r=(int(m["r"][0]), int(m["r"][1])),
-                    f=(int(m["f"][0]), int(m["f"][1])),
-                )
-                for m in r["rf_map"]
-            ),
-            prospect=Label(str(r["prospect"]["key"]), str(r["prospect"]["label_zh"])),
-            value_statistic=str(r["value_tiers"].get("statistic", "median")),
+            recency=_score_rule(r.rfm.recency),
+            frequency=_score_rule(r.rfm.frequency),
+            monetary=_score_rule(r.rfm.monetary),
+            rf_map=tuple(MapRule(m.key, m.label_zh, r=m.r, f=m.f) for m in r.rf_map),
+            prospect=Label(r.prospect.key, r.prospect.label_zh),
+            value_statistic=r.value_tiers.statistic,
             value_tiers=tuple(
                 ValueTier(
-                    key=str(t["key"]),
-                    label_zh=str(t["label_zh"]),
-                    r_high=_high(t["r"], f"value tier {t['key']} r"),
-                    f_high=_high(t["f"], f"value tier {t['key']} f"),
-                    m_high=_high(t["m"], f"value tier {t['key']} m"),
+                    key=t.key,
+                    label_zh=t.label_zh,
+                    r_high=t.r == "high",
+                    f_high=t.f == "high",
+                    m_high=t.m == "high",
                 )
-                for t in r["value_tiers"]["tiers"]
+                for t in r.value_tiers.tiers
             ),
             lifecycle=LifecycleSpec(
-                new_days=int(lc["new_days"]),
-                active_days=int(lc["active_days"]),
-                at_risk_days=int(lc["at_risk_days"]),
-                dormant_days=int(lc["dormant_days"]),
-                reactivation_gap_column=str(
-                    lc.get("reactivation_gap_column", "prev_order_gap_days")
-                ),
-                labels=_labels(lc["labels"]),
+                new_days=r.lifecycle.new_days,
+                active_days=r.lifecycle.active_days,
+                at_risk_days=r.lifecycle.at_risk_days,
+                dormant_days=r.lifecycle.dormant_days,
+                reactivation_gap_column=r.lifecycle.reactivation_gap_column,
+                labels=_labels(r.lifecycle.labels),
             ),
             ops_tiers=OpsTierSpec(
-                silent_days=int(ops["silent_days"]),
-                high_value_min_m_score=int(ops["high_value_min_m_score"]),
-                labels=_labels(ops["labels"]),
+                silent_days=r.ops_tiers.silent_days,
+                high_value_min_m_score=r.ops_tiers.high_value_min_m_score,
+                labels=_labels(r.ops_tiers.labels),
             ),
             custom_maps=tuple(
-                _custom_map(str(name), body, r["rfm"])
-                for name, body in (r.get("maps") or {}).items()
+                _custom_map(name, body, r.rfm) for name, body in (r.maps or {}).items()
             ),
         ),
         clustering=ClusteringSpec(
-            features=tuple(str(f) for f in c["features"]),
-            log_features=tuple(str(f) for f in c.get("log_features", [])),
-            fill=tuple(
-                (str(k), v if isinstance(v, str) else float(v))
-                for k, v in (c.get("fill") or {}).items()
-            ),
-            k_min=int(c["k_min"]),
-            k_max=int(c["k_max"]),
-            random_state=int(c["random_state"]),
-            n_init=int(c["n_init"]),
-            silhouette_sample=int(c["silhouette_sample"]),
-            min_share=float(c["min_share"]),
-            minibatch_above=int(c["minibatch_above"]),
-            quantile_features=tuple(str(f) for f in c.get("quantile_features") or []),
-            stability=_section(StabilitySpec, c.get("stability"), "clustering.stability"),
-            matching=_section(MatchingSpec, c.get("matching"), "clustering.matching"),
-            surrogate=_section(SurrogateSpec, c.get("surrogate"), "clustering.surrogate"),
+            features=tuple(c.features),
+            log_features=tuple(c.log_features or ()),
+            fill=tuple((c.fill or {}).items()),
+            k_min=c.k_min,
+            k_max=c.k_max,
+            random_state=c.random_state,
+            n_init=c.n_init,
+            silhouette_sample=c.silhouette_sample,
+            min_share=c.min_share,
+            minibatch_above=c.minibatch_above,
+            quantile_features=tuple(c.quantile_features or ()),
+            stability=_section(StabilitySpec, c.stability),
+            matching=_section(MatchingSpec, c.matching),
+            surrogate=_section(SurrogateSpec, c.surrogate),
             naming=NamingSpec(
-                z_threshold=float(naming["z_threshold"]),
-                max_terms=int(naming["max_terms"]),
-                default_en=str(naming["default"]["en"]),
-                default_zh=str(naming["default"]["zh"]),
-                non_customer_en=str(naming["non_customer"]["en"]),
-                non_customer_zh=str(naming["non_customer"]["zh"]),
-                purchase_features=tuple(str(f) for f in naming.get("purchase_features", [])),
+                z_threshold=naming.z_threshold,
+                max_terms=naming.max_terms,
+                default_en=naming.default.en,
+                default_zh=naming.default.zh,
+                non_customer_en=naming.non_customer.en,
+                non_customer_zh=naming.non_customer.zh,
+                purchase_features=tuple(naming.purchase_features or ()),
                 terms=tuple(
-                    (str(feature), NamingTerm(**{k: str(v) for k, v in words.items()}))
-                    for feature, words in (naming.get("terms") or {}).items()
+                    (feature, NamingTerm(**words.model_dump()))
+                    for feature, words in (naming.terms or {}).items()
                 ),
             ),
         ),
@@ -240,31 +347,28 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
     return spec
 
 
-def _section(cls: type, raw: Mapping[str, Any] | None, where: str) -> Any:
-    """A spec section dataclass from its yml mapping; omitted keys keep their defaults."""
-    return cls(**parse_spec(dataclass_model(cls), raw, where))
-
-
 _AXIS_COLUMNS = {"r": "recency", "f": "frequency", "m": "monetary"}
 
 
-def _custom_map(name: str, raw: Mapping[str, Any], rfm: Mapping[str, Any]) -> SegmentMap:
+def _custom_map(name: str, raw: _CustomMapIn, rfm: _RfmIn) -> SegmentMap:
     """A user-added map over any of the R, F, M score axes (see ``rules.maps`` in the yml)."""
     # a built-in scheme's name would merge the map into that scheme in every table
     if not name.isidentifier() or name != name.lower() or name in scheme_names():
         raise ValueError(f"map {name!r}: use a new lower_snake_case scheme name")
-    axes = tuple(str(a) for a in raw["axes"])
+    axes = tuple(raw.axes)
     if not axes or len(set(axes)) != len(axes) or not set(axes) <= set(_AXIS_COLUMNS):
         raise ValueError(f"map {name}: axes must be distinct names among r, f, m")
-    domains = tuple(tuple(range(1, _score_rule(rfm[_AXIS_COLUMNS[a]]).levels + 1)) for a in axes)
+    domains = tuple(
+        tuple(range(1, _score_rule(getattr(rfm, _AXIS_COLUMNS[a])).levels + 1)) for a in axes
+    )
     cells = []
-    for cell in raw["cells"]:
+    for cell in raw.cells:
         values = []
         for axis in axes:
-            if axis not in cell:
-                raise ValueError(f"map {name}, {cell.get('key')}: no range for axis {axis}")
-            bounds = cell[axis]
-            lo, hi = (bounds, bounds) if isinstance(bounds, int) else (bounds[0], bounds[1])
-            values.append(frozenset(range(int(lo), int(hi) + 1)))
-        cells.append(MapCell(str(cell["key"]), str(cell["label_zh"]), tuple(values)))
+            bounds = getattr(cell, axis)
+            if bounds is None:
+                raise ValueError(f"map {name}, {cell.key}: no range for axis {axis}")
+            lo, hi = (bounds, bounds) if isinstance(bounds, int) else bounds
+            values.append(frozenset(range(lo, hi + 1)))
+        cells.append(MapCell(cell.key, cell.label_zh, tuple(values)))
     return SegmentMap(name=name, axes=axes, domains=domains, cells=tuple(cells))
