@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,12 @@ from dagster_project.lib.segmentation.maps import (
     segment_catalog,
     spec_maps,
 )
-from dagster_project.lib.segmentation.reasons import explain_rule_segments
-from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+from dagster_project.lib.segmentation.rules.assign import (
+    assign_rule_segments,
+    explain_rule_segments,
+)
+from dagster_project.lib.segmentation.rules.cuts import compute_cuts
+from dagster_project.lib.segmentation.rules.ordered import OTHERWISE, Rule, first_match
 from dagster_project.lib.segmentation.schemes import scheme_names
 from dagster_project.lib.segmentation.spec import SegmentationSpec
 from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
@@ -205,6 +210,37 @@ def test_rule_reasons_quote_the_users_values_and_the_cuts(spec: SegmentationSpec
     assert prospect["lifecycle_reason"] == "no completed order in the 200 days since first seen"
     assert prospect["ops_tier_reason"].startswith("no order in 90 days, last active 20 days ago")
     assert reasons.select(pl.all().null_count()).sum_horizontal().item() == 0
+
+
+def test_a_changed_threshold_moves_the_segment_and_its_reason_together(
+    spec: SegmentationSpec,
+) -> None:
+    lifecycle = dataclasses.replace(spec.rules.lifecycle, active_days=45, at_risk_days=100)
+    ops = dataclasses.replace(spec.rules.ops_tiers, silent_days=40)
+    tuned = dataclasses.replace(
+        spec, rules=dataclasses.replace(spec.rules, lifecycle=lifecycle, ops_tiers=ops)
+    )
+    frame = features([{"recency_days": 60, "frequency": 2, "days_since_last_active": 60}])
+    segments = assign_rule_segments(frame, tuned)
+    reasons = explain_rule_segments(frame, segments, tuned).row(0, named=True)
+    assert segments.row(0, named=True)["lifecycle_stage"] == "at_risk"
+    assert reasons["lifecycle_reason"] == "last order 60 days ago (at risk: 46-100 days)"
+    assert segments.row(0, named=True)["ops_tier"] == "silent"
+    assert reasons["ops_tier_reason"] == "inactive for 60 days (silent: 41-365)"
+
+
+def test_first_match_takes_the_earliest_rule_that_holds() -> None:
+    rules = (
+        Rule("small", pl.col("x") < 2, pl.lit("x < 2")),
+        Rule("medium", pl.col("x") < 5, pl.lit("x < 5")),
+        Rule("large", OTHERWISE, pl.lit("x >= 5")),
+    )
+    frame = pl.DataFrame({"x": [1, 3, 9, None]})
+    out = frame.select(
+        first_match(rules, "key").alias("k"), first_match(rules, "reason").alias("r")
+    )
+    assert out.get_column("k").to_list() == ["small", "medium", "large", "large"]
+    assert out.get_column("r").to_list() == ["x < 2", "x < 5", "x >= 5", "x >= 5"]
 
 
 def test_reasons_need_the_same_users_in_the_same_order(spec: SegmentationSpec) -> None:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from dagster_project.lib.segmentation.maps import check_map_partition, segment_catalog
-from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+from dagster_project.lib.segmentation.rules.assign import assign_rule_segments
+from dagster_project.lib.segmentation.rules.cuts import compute_cuts
 from dagster_project.lib.segmentation.spec import SEGMENT_COLUMNS, MapRule, SegmentationSpec
 from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 

@@ -308,8 +308,11 @@ def segment_clusters(
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     from dagster_project.lib.segmentation.maps import assign_custom_maps
     from dagster_project.lib.segmentation.model import cluster_names, load_name_overrides
-    from dagster_project.lib.segmentation.reasons import explain_rule_segments
-    from dagster_project.lib.segmentation.rules import assign_rule_segments, compute_cuts
+    from dagster_project.lib.segmentation.rules.assign import (
+        assign_rule_segments,
+        explain_rule_segments,
+    )
+    from dagster_project.lib.segmentation.rules.cuts import compute_cuts
     from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)

@@ -134,7 +134,7 @@ def _segments_as_of(
         if stored.height:
             return stored
     try:
-        from dagster_project.lib.segmentation.rules import assign_rule_segments
+        from dagster_project.lib.segmentation.rules.assign import assign_rule_segments
         from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
         spec = load_segmentation_spec(SEGMENTATION_SPEC)
