@@ -208,8 +208,10 @@ def test_median_fill_is_learned_and_stored() -> None:
     model = SegmentClusterer(
         FEATURES, k_min=2, k_max=2, n_init=2, fill={"y": "median"}, random_state=0
     ).fit(frame)
-    assert model.fill_values_ == {"y": 25.0}
-    raw = model._raw_matrix(pl.DataFrame({"x": [1.0], "y": [None]}, schema=frame.schema))
+    assert model.space_["fill"].fill_values_ == {"y": 25.0}
+    raw = model.space_["fill"].transform(
+        pl.DataFrame({"x": [1.0], "y": [None]}, schema=frame.schema)
+    )
     assert raw.tolist() == [[1.0, 25.0]]
     # readable values for explanations say "none" (0), not the median
     assert model.readable_matrix(frame)[2].tolist() == [3.0, 0.0]
@@ -222,7 +224,7 @@ def test_quantile_features_map_back_to_original_units() -> None:
     model = SegmentClusterer(
         FEATURES, k_min=2, k_max=2, n_init=2, fill={}, quantile_features=["x"], random_state=0
     ).fit(frame)
-    assert model.quantile_ is not None
+    assert model.space_["shape"].quantile_ is not None
     centres = sorted(model.centroids_.get_column("x").to_list())
     assert centres[0] == pytest.approx(np.exp(1), rel=0.35)
     assert centres[1] == pytest.approx(np.exp(5), rel=0.35)
@@ -230,3 +232,39 @@ def test_quantile_features_map_back_to_original_units() -> None:
         SegmentClusterer(
             FEATURES, k_min=2, k_max=2, log_features=["x"], quantile_features=["x"], fill={}
         ).fit(frame)
+
+
+# ------------------------------------------------------------ scikit-learn parts
+
+
+def test_the_space_is_a_scikit_learn_pipeline_that_inverts_to_original_units() -> None:
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    frame, _ = blobs([(1.0, 10.0), (50.0, 200.0)], 100, seed=3)
+    model = SegmentClusterer(FEATURES, k_min=2, k_max=2, n_init=2, fill={}, log_features=["y"])
+    model.fit(frame)
+    assert isinstance(model.space_, Pipeline)
+    assert [name for name, _ in model.space_.steps] == ["fill", "shape", "scale"]
+    matrix = frame.select(FEATURES).to_numpy()
+    back = model.space_[1:].inverse_transform(model.space_.transform(frame))
+    np.testing.assert_allclose(back, matrix, rtol=1e-9)
+    # configuration only in __init__: a clone refits to the same space
+    refit = clone(model.space_).fit(frame)
+    np.testing.assert_array_equal(refit.transform(frame), model.space_.transform(frame))
+
+
+def test_k_selector_keeps_the_best_silhouette_among_k_without_tiny_clusters() -> None:
+    from dagster_project.lib.segmentation.clustering.k_selection import KSelector
+
+    rng = np.random.default_rng(5)
+    big = [rng.normal(loc=c, scale=0.2, size=(200, 2)) for c in [(0, 0), (6, 0), (0, 6)]]
+    tiny = rng.normal(loc=(20, 20), scale=0.2, size=(4, 2))  # 0.7% of the points
+    z = np.vstack([*big, tiny])
+    free = KSelector(k_min=2, k_max=5, n_init=2, random_state=0, min_share=0.0).fit(z)
+    assert free.k_ == 4
+    guarded = KSelector(k_min=2, k_max=5, n_init=2, random_state=0, min_share=0.02).fit(z)
+    assert guarded.k_ == 3
+    chosen = [c for c in guarded.candidate_scores_ if c["chosen"]]
+    assert [c["k"] for c in chosen] == [3] and chosen[0]["qualifies"]
+    assert not next(c for c in guarded.candidate_scores_ if c["k"] == 4)["qualifies"]

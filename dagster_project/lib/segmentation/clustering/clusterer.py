@@ -2,78 +2,49 @@
 
 Shape of a scikit-learn estimator (configuration in ``__init__``, learned state in attributes
 ending in ``_``, ``fit`` returns self, ``predict`` is pure), but it takes the polars
-user_features frame directly, because the NULL handling of non-customers belongs to the model,
-not to each caller. scikit-learn is imported inside the methods: importing it costs ~5 s, and
-Dagster loads this module in every run worker. The fitted object is plain Python + numpy +
-scikit-learn state, so it pickles (the lead stores one pickle per model version).
+user_features frame directly. It composes three parts: the clustering space
+(``clustering/preprocessing.py``, a scikit-learn Pipeline: fill NULLs -> sign-preserving log1p or
+normal scores on heavy-tailed columns -> StandardScaler), the choice of k
+(``clustering/k_selection.py``: KMeans for every k in [k_min, k_max], best silhouette among the k
+without tiny clusters) and the canonical order and names (``clustering/naming.py``). scikit-learn
+is imported inside the methods: importing it costs seconds, and Dagster loads this module in every
+run worker. The fitted object pickles (the lead stores one pickle per model version).
 
-Pipeline: fill NULLs -> sign-preserving log1p (or a normal-scores quantile transform) on
-heavy-tailed columns -> StandardScaler -> KMeans (MiniBatchKMeans above ``minibatch_above`` users)
-for every k in [k_min, k_max] -> pick k by silhouette (on a fixed-seed sample) among candidates
-whose smallest cluster holds at least ``min_share`` of users -> relabel clusters in a canonical
-order. A refit on new data then matches its clusters to the previous version's
-(``clustering/lineage.py``) and takes over their ids through :meth:`SegmentClusterer.set_ids`.
+A refit on new data matches its clusters to the previous version's (``clustering/lineage.py``)
+and takes over their ids through :meth:`SegmentClusterer.set_ids`.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from dagster_project.lib.segmentation.clustering.naming import (
+    DEFAULT_NAMING,
+    canonical_order,
+    cluster_names,
+    customer_flag,
+    naming_z,
+)
 from dagster_project.lib.segmentation.spec import NamingSpec, SegmentationSpec
 
-#: Canonical id order: clusters sorted by these scaled centroid coordinates first (-1 = descending),
-#: then by every other feature descending, in the order given. Id 0 is the most valuable cluster.
-ORDER_PRIORITY: tuple[tuple[str, int], ...] = (
-    ("monetary", -1),
-    ("frequency", -1),
-    ("recency_days", 1),
-)
-#: Scaled centroid coordinates are rounded to this many decimals before ordering, so clusters
-#: tied on a feature (e.g. several all-zero-monetary non-buyer clusters) fall through to the next
-#: key instead of being ordered by floating-point noise.
-ORDER_DECIMALS = 6
-
 DEFAULT_FILL: dict[str, str | float] = {"recency_days": "tenure_days"}
-#: Fill keyword: the median of the column's non-NULL values in the training data (learned by fit,
-#: stored in the model), e.g. a non-customer's average order value is the customers' median.
-MEDIAN_FILL = "median"
-
-DEFAULT_NAMING = NamingSpec(
-    z_threshold=0.5,
-    max_terms=3,
-    default_en="average",
-    default_zh="普通",
-    non_customer_en="non-buyers",
-    non_customer_zh="未购",
-    purchase_features=("recency_days", "frequency", "monetary", "avg_order_value"),
-    terms=(),
-)
-
-
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    """log1p for non-negative values; mirrored for negatives (trend columns can be < 0)."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def _signed_expm1(y: np.ndarray) -> np.ndarray:
-    return np.sign(y) * np.expm1(np.abs(y))
 
 
 class SegmentClusterer:
     """KMeans segmentation of user_features with k chosen by silhouette and stable cluster ids.
 
-    Learned attributes (after :meth:`fit`): ``k_``, ``candidate_scores_`` (one dict per k: k,
-    silhouette, calinski_harabasz, davies_bouldin, min_share, qualifies), ``centroids_`` (polars
-    frame: cluster_id + features in original units, i.e. the scaled centres mapped back through
-    the scaler and expm1), ``cluster_sizes_`` (numpy array indexed by cluster id),
-    ``feature_names_``, ``algorithm_`` ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_``,
-    ``ids_`` (stable id of each cluster in canonical order) and ``next_id_`` (first unused id).
+    Learned attributes (after :meth:`fit`): ``space_`` (the fitted preprocessing Pipeline),
+    ``selector_`` (the fitted :class:`KSelector`), ``k_``, ``candidate_scores_`` (one dict per k:
+    k, silhouette, calinski_harabasz, davies_bouldin, min_share, qualifies, chosen),
+    ``estimator_`` (the chosen KMeans), ``centroids_`` (polars frame: cluster_id + features in
+    original units, i.e. the scaled centres mapped back through the pipeline),
+    ``cluster_sizes_`` (numpy array indexed by cluster id), ``feature_names_``, ``algorithm_``
+    ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_``, ``ids_`` (stable id of each cluster in
+    canonical order) and ``next_id_`` (first unused id).
     """
 
     def __init__(
@@ -106,214 +77,63 @@ class SegmentClusterer:
 
     # ---------------------------------------------------------------- transform
 
-    def _raw_matrix(
-        self, frame: pl.DataFrame, fill_values: Mapping[str, float] | None = None
-    ) -> np.ndarray:
-        """Features in original units with NULLs filled: a fill column, a fill number, the learned
-        median (``MEDIAN_FILL``), else 0."""
-        learned = fill_values if fill_values is not None else getattr(self, "fill_values_", {})
-        missing = [f for f in self.features if f not in frame.columns]
-        missing += [
-            src
-            for f, src in self.fill.items()
-            if f in self.features
-            and isinstance(src, str)
-            and src != MEDIAN_FILL
-            and src not in frame.columns
-        ]
-        if missing:
-            raise ValueError(f"frame is missing columns {sorted(set(missing))}")
-        exprs = []
-        for f in self.features:
-            expr = pl.col(f).cast(pl.Float64).fill_nan(None)
-            src = self.fill.get(f)
-            if src == MEDIAN_FILL:
-                expr = expr.fill_null(float(learned.get(f, 0.0)))
-            elif isinstance(src, str):
-                expr = expr.fill_null(pl.col(src).cast(pl.Float64))
-            elif src is not None:
-                expr = expr.fill_null(float(src))
-            exprs.append(expr.fill_null(0.0).alias(f))
-        return frame.select(exprs).to_numpy().astype(np.float64, copy=False)
-
     def readable_matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        """Features in original units for explanations: a fill column where the spec names one
-        (non-customers' recency = their tenure), otherwise NULL -> 0 ("no orders" reads as 0, not
-        as the customers' median that the clustering uses)."""
-        exprs = []
-        for f in self.features:
-            expr = pl.col(f).cast(pl.Float64).fill_nan(None)
-            src = self.fill.get(f)
-            if isinstance(src, str) and src != MEDIAN_FILL and src in frame.columns:
-                expr = expr.fill_null(pl.col(src).cast(pl.Float64))
-            exprs.append(expr.fill_null(0.0).alias(f))
-        return frame.select(exprs).to_numpy().astype(np.float64, copy=False)
+        """Features in original units for explanations (NULL reads as 0 unless the spec names a
+        fill column, e.g. a non-customer's recency is their tenure)."""
+        from dagster_project.lib.segmentation.clustering.preprocessing import FillNulls
 
-    def _learn_fills(self, frame: pl.DataFrame) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for f, src in self.fill.items():
-            if src == MEDIAN_FILL and f in self.features:
-                median = frame.get_column(f).cast(pl.Float64).fill_nan(None).median()
-                values[f] = float(median) if median is not None else 0.0
-        return values
-
-    def _log(self, raw: np.ndarray) -> np.ndarray:
-        out = raw.copy()
-        for j, f in enumerate(self.features):
-            if f in self.log_features:
-                out[:, j] = _signed_log1p(out[:, j])
-        return out
-
-    def _unlog(self, logged: np.ndarray) -> np.ndarray:
-        out = logged.copy()
-        for j, f in enumerate(self.features):
-            if f in self.log_features:
-                out[:, j] = _signed_expm1(out[:, j])
-        return out
-
-    def _quantile_columns(self) -> list[int]:
-        return [j for j, f in enumerate(self.features) if f in self.quantile_features]
-
-    def _transform(self, raw: np.ndarray) -> np.ndarray:
-        """Original units -> transformed (log1p / normal scores), before scaling."""
-        out = self._log(raw)
-        cols = self._quantile_columns()
-        if cols:
-            out[:, cols] = self.quantile_.transform(raw[:, cols])
-        return out
-
-    def _untransform(self, transformed: np.ndarray) -> np.ndarray:
-        out = self._unlog(transformed)
-        cols = self._quantile_columns()
-        if cols:
-            out[:, cols] = self.quantile_.inverse_transform(transformed[:, cols])
-        return out
+        return FillNulls(features=self.features, fill=self.fill).readable(frame)
 
     def scaled(self, frame: pl.DataFrame) -> np.ndarray:
         """The users of ``frame`` in the fitted model's space (filled, transformed, scaled)."""
         self._check_fitted()
-        return self.scaler_.transform(self._transform(self._raw_matrix(frame)))
+        return self.space_.transform(frame)
 
     def scaled_from_original(self, matrix: np.ndarray) -> np.ndarray:
         """Points given in original units (e.g. another version's centroids) in this model's
         space, for centroid matching across versions."""
         self._check_fitted()
-        return self.scaler_.transform(self._transform(np.asarray(matrix, dtype=np.float64)))
-
-    def _new_estimator(self, k: int, minibatch: bool) -> Any:
-        from sklearn.cluster import KMeans, MiniBatchKMeans
-
-        if minibatch:
-            return MiniBatchKMeans(
-                n_clusters=k,
-                n_init=self.n_init,
-                random_state=self.random_state,
-                batch_size=4096,
-            )
-        return KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+        return self.space_[1:].transform(np.asarray(matrix, dtype=np.float64))
 
     # ---------------------------------------------------------------- fit
 
     def fit(self, frame: pl.DataFrame) -> SegmentClusterer:
-        """Fit the scaler and one KMeans per candidate k, keep the best k, fix canonical ids."""
-        from sklearn.metrics import (
-            calinski_harabasz_score,
-            davies_bouldin_score,
-            silhouette_score,
+        """Fit the space and one KMeans per candidate k, keep the best k, fix canonical ids."""
+        from dagster_project.lib.segmentation.clustering.k_selection import KSelector
+        from dagster_project.lib.segmentation.clustering.preprocessing import clustering_space
+
+        space = clustering_space(
+            self.features, self.fill, self.log_features, self.quantile_features, self.random_state
         )
-        from sklearn.preprocessing import StandardScaler
-
-        if not 2 <= self.k_min <= self.k_max:
-            raise ValueError("need 2 <= k_min <= k_max")
-        unknown = set(self.log_features) - set(self.features)
-        if unknown:
-            raise ValueError(f"log_features not in features: {sorted(unknown)}")
-        unknown = set(self.quantile_features) - set(self.features)
-        if unknown or set(self.quantile_features) & set(self.log_features):
-            raise ValueError("quantile_features: a subset of features, disjoint from log_features")
-        fill_values = self._learn_fills(frame)
-        raw = self._raw_matrix(frame, fill_values)
-        self.fill_values_ = fill_values
-        cols = self._quantile_columns()
-        if cols:
-            from sklearn.preprocessing import QuantileTransformer
-
-            self.quantile_ = QuantileTransformer(
-                n_quantiles=max(2, min(1000, raw.shape[0])),
-                output_distribution="normal",
-                subsample=100_000,
-                random_state=self.random_state,
-            ).fit(raw[:, cols])
-        transformed = self._transform(raw)
-        scaler = StandardScaler().fit(transformed)
-        z = scaler.transform(transformed)
-        n = z.shape[0]
-        n_distinct = pl.from_numpy(z).n_unique() if n else 0
-        ks = list(range(self.k_min, min(self.k_max, n_distinct) + 1))
-        if not ks:
-            raise ValueError(f"{n_distinct} distinct users cannot form k_min={self.k_min} clusters")
-        minibatch = n > self.minibatch_above
-        rng = np.random.default_rng(self.random_state)
-        sample = (
-            np.sort(rng.choice(n, size=self.silhouette_sample, replace=False))
-            if n > self.silhouette_sample
-            else np.arange(n)
+        selector = KSelector(
+            k_min=self.k_min,
+            k_max=self.k_max,
+            n_init=self.n_init,
+            random_state=self.random_state,
+            silhouette_sample=self.silhouette_sample,
+            min_share=self.min_share,
+            minibatch_above=self.minibatch_above,
         )
-
-        candidates: list[dict[str, Any]] = []
-        fitted: dict[int, tuple[Any, np.ndarray]] = {}
-        for k in ks:
-            est = self._new_estimator(k, minibatch)
-            labels = est.fit_predict(z)
-            sizes = np.bincount(labels, minlength=k)
-            n_labels = int((sizes > 0).sum())
-            sil = (
-                float(silhouette_score(z[sample], labels[sample]))
-                if 2 <= len(np.unique(labels[sample])) < len(sample)
-                else float("nan")
-            )
-            candidates.append(
-                {
-                    "k": k,
-                    "silhouette": sil,
-                    "calinski_harabasz": (
-                        float(calinski_harabasz_score(z, labels)) if n_labels >= 2 else float("nan")
-                    ),
-                    "davies_bouldin": (
-                        float(davies_bouldin_score(z, labels)) if n_labels >= 2 else float("nan")
-                    ),
-                    "min_share": float(sizes.min() / n),
-                    "min_size": int(sizes.min()),
-                    "qualifies": bool(sizes.min() / n >= self.min_share),
-                }
-            )
-            fitted[k] = (est, labels)
-
-        pool = [c for c in candidates if c["qualifies"]] or candidates
-        best = max(
-            pool,
-            key=lambda c: (-math.inf if math.isnan(c["silhouette"]) else c["silhouette"], -c["k"]),
-        )
-        k = int(best["k"])
-        estimator, raw_labels = fitted[k]
-        for c in candidates:
-            c["chosen"] = c["k"] == k
-
-        order = self._canonical_order(estimator.cluster_centers_)
+        z = space.fit_transform(frame)
+        selector.fit(z)
+        k = selector.k_
+        estimator = selector.estimator_
+        order = canonical_order(estimator.cluster_centers_, self.features)
         label_map = np.empty(k, dtype=np.int64)
         label_map[order] = np.arange(k)
-        labels = label_map[raw_labels]
+        labels = label_map[selector.labels_]
         centers = estimator.cluster_centers_[order]
 
+        self.space_ = space
+        self.selector_ = selector
         self.feature_names_ = list(self.features)
-        self.scaler_ = scaler
         self.estimator_ = estimator
-        self.algorithm_ = "minibatch_kmeans" if minibatch else "kmeans"
+        self.algorithm_ = selector.algorithm_
         self.k_ = k
-        self.candidate_scores_ = candidates
+        self.candidate_scores_ = selector.candidate_scores_
         self.label_map_ = label_map
         self.centers_scaled_ = centers
-        original = self._untransform(scaler.inverse_transform(centers))
+        original = space[1:].inverse_transform(centers)
         original[np.abs(original) < 1e-9] = 0.0  # float noise around exact zeros (non-buyers)
         self.centroids_ = pl.DataFrame(
             {
@@ -324,7 +144,7 @@ class SegmentClusterer:
         self.ids_ = np.arange(k, dtype=np.int64)
         self.next_id_ = k
         self.cluster_sizes_ = np.bincount(labels, minlength=k)
-        self.n_samples_fit_ = n
+        self.n_samples_fit_ = z.shape[0]
         # profile means in readable units: a non-buyer's "average order value" is 0, not the
         # customers' median the clustering space fills in
         readable = self.readable_matrix(frame)
@@ -337,89 +157,19 @@ class SegmentClusterer:
             ]
         )
         self.population_means_ = readable.mean(axis=0)
-        flag = self._customer_flag(frame, raw)
+        flag = customer_flag(frame, space["fill"].transform(frame), self.features)
         self.customer_share_ = (
             None
             if flag is None
             else np.bincount(labels, weights=flag, minlength=k) / np.maximum(self.cluster_sizes_, 1)
         )
-        self.naming_z_ = self._naming_z(z, centers, flag)
-        self.names_ = self._names()
+        self.naming_z_ = naming_z(
+            z, centers, flag, self.customer_share_, self.features, self.naming
+        )
+        self.names_ = cluster_names(
+            self.naming_z_, self.customer_share_, self.features, self.naming
+        )
         return self
-
-    def _canonical_order(self, centers: np.ndarray) -> np.ndarray:
-        """Cluster indices sorted by priority features (see ORDER_PRIORITY), ties fall through."""
-        rounded = np.round(centers, ORDER_DECIMALS)
-        keys: list[np.ndarray] = []
-        used: set[str] = set()
-        for feature, direction in ORDER_PRIORITY:
-            if feature in self.features:
-                keys.append(direction * rounded[:, self.features.index(feature)])
-                used.add(feature)
-        keys += [-rounded[:, j] for j, f in enumerate(self.features) if f not in used]
-        # np.lexsort sorts by the last key first
-        return np.lexsort(tuple(reversed(keys)))
-
-    def _customer_flag(self, frame: pl.DataFrame, raw: np.ndarray) -> np.ndarray | None:
-        """1.0 for customers (is_customer, else frequency > 0); None when neither is known."""
-        if "is_customer" in frame.columns:
-            return frame.get_column("is_customer").fill_null(False).to_numpy().astype(np.float64)
-        if "frequency" in self.features:
-            return (raw[:, self.features.index("frequency")] > 0).astype(np.float64)
-        return None
-
-    def _naming_z(self, z: np.ndarray, centers: np.ndarray, flag: np.ndarray | None) -> np.ndarray:
-        """Centroid z-scores used for names.
-
-        Against the whole population (the scaled space has mean 0, sd 1), except that purchase
-        features of buyer clusters are compared with customers only: with many non-buyers at 0,
-        an average buyer would otherwise read as "high value".
-        """
-        out = centers.copy()
-        if flag is None or not 0 < flag.sum() < len(flag):
-            return out
-        buyers = z[flag > 0]
-        mean, std = buyers.mean(axis=0), buyers.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
-        assert self.customer_share_ is not None
-        for j, f in enumerate(self.features):
-            if f in self.naming.purchase_features:
-                rows = self.customer_share_ >= 0.5
-                out[rows, j] = (centers[rows, j] - mean[j]) / std[j]
-        return out
-
-    def _names(self) -> list[tuple[str, str]]:
-        """Bilingual names from each centroid's z-scores against the population (mean 0, sd 1)."""
-        naming = self.naming
-        names: list[tuple[str, str]] = []
-        for i in range(self.k_):
-            en: list[str] = []
-            zh: list[str] = []
-            skip: set[str] = set()
-            if self.customer_share_ is not None and self.customer_share_[i] < 0.5:
-                en.append(naming.non_customer_en)
-                zh.append(naming.non_customer_zh)
-                skip = set(naming.purchase_features)
-            scored = sorted(
-                (
-                    (abs(float(zv)), f, float(zv))
-                    for f, zv in zip(self.features, self.naming_z_[i], strict=True)
-                    if f not in skip and abs(zv) >= naming.z_threshold
-                ),
-                key=lambda t: (-t[0], self.features.index(t[1])),
-            )
-            for _, f, zv in scored[: max(naming.max_terms - len(en), 0)]:
-                term = naming.term(f)
-                en.append(term.high_en if zv > 0 else term.low_en)
-                zh.append(term.high_zh if zv > 0 else term.low_zh)
-            if not en:
-                en, zh = [naming.default_en], [naming.default_zh]
-            names.append((", ".join(en), "·".join(zh)))
-        counts = Counter(names)
-        return [
-            name if counts[name] == 1 else (f"{name[0]} #{i}", f"{name[1]} #{i}")
-            for i, name in enumerate(names)
-        ]
 
     # ---------------------------------------------------------------- use
 

@@ -96,8 +96,9 @@ def bootstrap_stability(
     Above ``sample_size`` users the bootstrap draws from a fixed-seed random sample of that size,
     so a retrain on 1M users costs ``refits`` fits on 20 000 users, not on 1M.
     """
-    from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.metrics import adjusted_rand_score
+
+    from dagster_project.lib.segmentation.clustering.k_selection import new_kmeans
 
     if refits < 2:
         raise ValueError("need at least 2 bootstrap refits")
@@ -113,11 +114,8 @@ def bootstrap_stability(
     jaccards = np.zeros((refits, k))
     for b in range(refits):
         draw = rng.integers(0, n, size=n)
-        params = {"n_clusters": k, "n_init": model.n_init, "random_state": random_state + b + 1}
-        estimator = (
-            MiniBatchKMeans(batch_size=4096, **params)
-            if model.algorithm_ == "minibatch_kmeans"
-            else KMeans(**params)
+        estimator = new_kmeans(
+            k, model.n_init, random_state + b + 1, model.algorithm_ == "minibatch_kmeans"
         )
         estimator.fit(z[draw])
         assigned = estimator.predict(z)
