@@ -14,7 +14,7 @@ Order-level data never leaves DuckDB: the tracking chart reads two small aggrega
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from dagster_project.lib.value.clv import PurchaseModel
-from dagster_project.lib.value.fit import ValueModels
+from dagster_project.lib.value.fit import ValueModels, chosen_model_value
 from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
@@ -338,52 +338,20 @@ def run_backtest(
     """
     notes = list(notes or [])
     rows = _Rows()
-    unit = spec.time_unit_days
     models = fit_value_models(calibration, spec, history)
     notes.extend(models.notes)
     outcomes = holdout_outcomes(calibration, holdout_end)
-    rows.add("run", "", ALL, "customers", outcomes.height, outcomes.height)
-    rows.add("run", "", ALL, "calibration_repeat_purchases", float(outcomes[X_COL].sum()))
-    rows.add("run", "", ALL, "holdout_days", holdout_days)
-    for key in ("bgnbd", "pareto_nbd"):
-        model = models.purchase_model(key)
-        if model is not None:
-            for name, value in model.params_.items():
-                rows.add("params", key, name, "estimate", value)
-            rows.add("params", key, "log_likelihood", "estimate", model.log_likelihood_)
-    for group in frequency_groups():
-        chosen = models.forecast_model_for(group)
-        rows.add("selection", chosen, group, "forecast_model", 1.0)
-    rows.add("selection", models.churn_model, ALL, "churn_model", 1.0)
+    _record_fit(rows, models, outcomes, holdout_days)
 
     forecast_models = [k for k in ("bgnbd", "pareto_nbd") if models.purchase_model(k) is not None]
     if outcomes.height == 0 or not forecast_models:
         notes.append("backtest has no scored customers (no customers at the cut or no model)")
-        for note in notes:
-            rows.add("run", "", ALL, "note", None, note=note)
+        _record_notes(rows, notes)
         headline = {"customers": outcomes.height}
         return BacktestResult(rows.frame(), pl.DataFrame(), headline, models, notes)
 
-    frame = outcomes
-    for key in forecast_models:
-        pred = _predictions(outcomes, models.purchase_model(key), float(holdout_days), unit)
-        frame = frame.with_columns(pred["pred"].alias(f"pred_{key}"))
-    choice = pl.col("frequency_group").replace_strict(
-        {g: models.forecast_model_for(g) for g in frequency_groups()},
-        default=models.default_forecast,
-        return_dtype=pl.String,
-    )
-    frame = frame.with_columns(choice.alias("forecast_model"))
-    frame = frame.with_columns(
-        pl.coalesce(
-            *(
-                pl.when(pl.col("forecast_model") == k).then(pl.col(f"pred_{k}"))
-                for k in forecast_models
-            )
-        ).alias(f"pred_{CHOSEN}")
-    )
+    frame = _forecasts(outcomes, models, forecast_models, float(holdout_days), spec)
     forecast_keys = [*forecast_models, CHOSEN]
-
     # churn over the spec's window, labelled from the snapshot at C + W
     window = spec.churn_window_days
     labels_from = (
@@ -394,28 +362,9 @@ def run_backtest(
         notes.append(f"churn metrics skipped: no snapshot at cut + churn window ({window} days)")
     else:
         churn = holdout_outcomes(calibration, labels_from).select("user_id", "churned")
-        frame = frame.join(churn, on="user_id", how="left")
-        for key in forecast_models:
-            quiet = _predictions(outcomes, models.purchase_model(key), float(window), unit)["quiet"]
-            frame = frame.with_columns(quiet.alias(f"churn_{key}"))
-        frame = frame.with_columns(
-            pl.coalesce(
-                *(
-                    pl.when(pl.col("forecast_model") == k).then(pl.col(f"churn_{k}"))
-                    for k in forecast_models
-                )
-            ).alias(f"churn_{PROBABILISTIC}")
+        frame, churn_keys = _churn_scores(
+            frame.join(churn, on="user_id", how="left"), outcomes, models, forecast_models, spec
         )
-        churn_keys = [*forecast_models, PROBABILISTIC]
-        if models.churn_classifier is not None:
-            frame = frame.with_columns(
-                pl.Series(
-                    f"churn_{CHURN_CLASSIFIER}", models.churn_classifier.predict_churn(outcomes)
-                )
-            )
-            churn_keys.append(CHURN_CLASSIFIER)
-        frame = frame.with_columns(pl.col(f"churn_{models.churn_model}").alias(f"churn_{CHOSEN}"))
-        churn_keys.append(CHOSEN)
 
     headline = _segment_metrics(rows, frame, forecast_keys, churn_keys, (ALL, ALL))
     headline.update(
@@ -432,37 +381,124 @@ def run_backtest(
 
     tracking_frame = pl.DataFrame()
     if tracking is not None:
-        first_days, weekly, start, cut, end = tracking
-        unconditional = {k: models.purchase_model(k) for k in forecast_models}
-        triples = (
-            frame.group_by(X_COL, TX_COL, T_COL, "forecast_model")
-            .agg(pl.len().alias("n"))
-            .sort(X_COL, TX_COL, T_COL)
-        )
+        tracking_frame = _tracking(rows, frame, models, forecast_models, tracking, spec)
+    _record_notes(rows, notes)
+    return BacktestResult(rows.frame(), tracking_frame, headline, models, notes)
 
-        def conditional_sum(days: float) -> float:
-            total = 0.0
-            for key in forecast_models:
-                part = triples.filter(pl.col("forecast_model") == key)
-                if part.height == 0:
-                    continue
-                model = models.purchase_model(key)
-                pred = model.conditional_expected_number_of_purchases_up_to_time(
-                    days / unit,
-                    part[X_COL].to_numpy().astype(np.float64),
-                    part[TX_COL].to_numpy().astype(np.float64) / unit,
-                    part[T_COL].to_numpy().astype(np.float64) / unit,
-                )
-                total += float(part["n"].to_numpy() @ pred)
-            return total
 
-        tracking_frame = tracking_table(
-            unconditional, first_days, weekly, start, cut, end, unit, {CHOSEN: conditional_sum}
-        )
-        for row in tracking_frame.iter_rows(named=True):
-            bucket = row["week_end"].isoformat()
-            for key in ("actual", *forecast_models, CHOSEN):
-                rows.add("tracking", key, bucket, "cumulative_repeat_purchases", row.get(key))
+def _record_fit(
+    rows: _Rows, models: ValueModels, outcomes: pl.DataFrame, holdout_days: int
+) -> None:
+    """The run's size, every fitted parameter, and which model each group was given."""
+    rows.add("run", "", ALL, "customers", outcomes.height, outcomes.height)
+    rows.add("run", "", ALL, "calibration_repeat_purchases", float(outcomes[X_COL].sum()))
+    rows.add("run", "", ALL, "holdout_days", holdout_days)
+    for key in ("bgnbd", "pareto_nbd"):
+        model = models.purchase_model(key)
+        if model is not None:
+            for name, value in model.params_.items():
+                rows.add("params", key, name, "estimate", value)
+            rows.add("params", key, "log_likelihood", "estimate", model.log_likelihood_)
+    for group in frequency_groups():
+        chosen = models.forecast_model_for(group)
+        rows.add("selection", chosen, group, "forecast_model", 1.0)
+    rows.add("selection", models.churn_model, ALL, "churn_model", 1.0)
+
+
+def _record_notes(rows: _Rows, notes: Sequence[str]) -> None:
     for note in notes:
         rows.add("run", "", ALL, "note", None, note=note)
-    return BacktestResult(rows.frame(), tracking_frame, headline, models, notes)
+
+
+def _forecasts(
+    outcomes: pl.DataFrame,
+    models: ValueModels,
+    forecast_models: Sequence[str],
+    holdout_days: float,
+    spec: ValueSpec,
+) -> pl.DataFrame:
+    """``outcomes`` plus each model's expected holdout purchases, the model each user's group
+    was given, and that model's forecast (``pred_chosen``)."""
+    frame = outcomes
+    unit = spec.time_unit_days
+    for key in forecast_models:
+        pred = _predictions(outcomes, models.purchase_model(key), holdout_days, unit)
+        frame = frame.with_columns(pred["pred"].alias(f"pred_{key}"))
+    choice = pl.col("frequency_group").replace_strict(
+        {g: models.forecast_model_for(g) for g in frequency_groups()},
+        default=models.default_forecast,
+        return_dtype=pl.String,
+    )
+    frame = frame.with_columns(choice.alias("forecast_model"))
+    chosen = chosen_model_value("forecast_model", "pred", forecast_models)
+    return frame.with_columns(chosen.alias(f"pred_{CHOSEN}"))
+
+
+def _churn_scores(
+    frame: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    models: ValueModels,
+    forecast_models: Sequence[str],
+    spec: ValueSpec,
+) -> tuple[pl.DataFrame, list[str]]:
+    """Each churn model's probability of no purchase over the churn window, the chosen one's,
+    and the keys of the columns added (``churn_<key>``)."""
+    window = float(spec.churn_window_days)
+    for key in forecast_models:
+        model = models.purchase_model(key)
+        quiet = _predictions(outcomes, model, window, spec.time_unit_days)["quiet"]
+        frame = frame.with_columns(quiet.alias(f"churn_{key}"))
+    probabilistic = chosen_model_value("forecast_model", "churn", forecast_models)
+    frame = frame.with_columns(probabilistic.alias(f"churn_{PROBABILISTIC}"))
+    churn_keys = [*forecast_models, PROBABILISTIC]
+    if models.churn_classifier is not None:
+        frame = frame.with_columns(
+            pl.Series(f"churn_{CHURN_CLASSIFIER}", models.churn_classifier.predict_churn(outcomes))
+        )
+        churn_keys.append(CHURN_CLASSIFIER)
+    frame = frame.with_columns(pl.col(f"churn_{models.churn_model}").alias(f"churn_{CHOSEN}"))
+    return frame, [*churn_keys, CHOSEN]
+
+
+def _tracking(
+    rows: _Rows,
+    frame: pl.DataFrame,
+    models: ValueModels,
+    forecast_models: Sequence[str],
+    tracking: tuple[pl.DataFrame, pl.DataFrame, date, date, date],
+    spec: ValueSpec,
+) -> pl.DataFrame:
+    """Cumulative repeat purchases by week, actual against each model and the chosen mix."""
+    first_days, weekly, start, cut, end = tracking
+    unit = spec.time_unit_days
+    unconditional = {k: models.purchase_model(k) for k in forecast_models}
+    triples = (
+        frame.group_by(X_COL, TX_COL, T_COL, "forecast_model")
+        .agg(pl.len().alias("n"))
+        .sort(X_COL, TX_COL, T_COL)
+    )
+
+    def conditional_sum(days: float) -> float:
+        total = 0.0
+        for key in forecast_models:
+            part = triples.filter(pl.col("forecast_model") == key)
+            if part.height == 0:
+                continue
+            model = models.purchase_model(key)
+            pred = model.conditional_expected_number_of_purchases_up_to_time(
+                days / unit,
+                part[X_COL].to_numpy().astype(np.float64),
+                part[TX_COL].to_numpy().astype(np.float64) / unit,
+                part[T_COL].to_numpy().astype(np.float64) / unit,
+            )
+            total += float(part["n"].to_numpy() @ pred)
+        return total
+
+    table = tracking_table(
+        unconditional, first_days, weekly, start, cut, end, unit, {CHOSEN: conditional_sum}
+    )
+    for row in table.iter_rows(named=True):
+        bucket = row["week_end"].isoformat()
+        for key in ("actual", *forecast_models, CHOSEN):
+            rows.add("tracking", key, bucket, "cumulative_repeat_purchases", row.get(key))
+    return table

@@ -11,7 +11,12 @@ import numpy as np
 import polars as pl
 
 from dagster_project.lib.value.churn import holdout_split
-from dagster_project.lib.value.fit import fit_purchase_models, new_classifier, purchase_predictions
+from dagster_project.lib.value.fit import (
+    chosen_model_value,
+    fit_purchase_models,
+    new_classifier,
+    purchase_predictions,
+)
 from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
@@ -50,8 +55,6 @@ def evaluate_candidates(
     Too little data keeps BG/NBD and the probabilistic score, with a note.
     """
     notes: list[str] = []
-    window = float(spec.churn_window_days)
-    unit = spec.time_unit_days
     outcomes = holdout_outcomes(calibration, later)
     evidence: dict[str, Any] = {
         "holdout_days": spec.churn_window_days,
@@ -72,54 +75,10 @@ def evaluate_candidates(
         notes.append("model selection skipped: no purchase model fitted on the history")
         return fallback
 
-    scored = outcomes
-    for key, model in candidates.items():
-        pred = purchase_predictions(outcomes, model, window, unit).select(
-            X_COL,
-            TX_COL,
-            T_COL,
-            pl.col("expected_purchases").alias(f"_pred_{key}"),
-            pl.col("p_no_purchase").alias(f"_quiet_{key}"),
-        )
-        scored = scored.join(pred, on=[X_COL, TX_COL, T_COL], how="left")
+    scored = _candidate_predictions(outcomes, candidates, spec)
     actual = scored["holdout_purchases"].to_numpy().astype(np.float64)
-    overall = {k: mae(scored[f"_pred_{k}"].to_numpy(), actual) for k in candidates}
-    default = min(overall, key=lambda k: (overall[k], k != "bgnbd"))
-    by_group: list[dict[str, Any]] = []
-    choice: dict[str, str] = {}
-    for group in frequency_groups():
-        rows = scored.filter(pl.col("frequency_group") == group)
-        maes = {
-            k: mae(rows[f"_pred_{k}"].to_numpy(), rows["holdout_purchases"].to_numpy())
-            for k in candidates
-        }
-        if rows.height >= spec.selection_min_group_customers:
-            chosen = min(maes, key=lambda k: (maes[k], k != default))
-        else:
-            chosen = default
-        choice[group] = chosen
-        by_group.append(
-            {
-                "group": group,
-                "customers": rows.height,
-                **{f"mae_{k}": v for k, v in maes.items()},
-                "chosen": chosen,
-            }
-        )
-    scored = scored.with_columns(
-        pl.col("frequency_group")
-        .replace_strict(choice, default=default, return_dtype=pl.String)
-        .alias("_forecast_model")
-    )
-    chosen_pred = pl.coalesce(
-        *(pl.when(pl.col("_forecast_model") == k).then(pl.col(f"_pred_{k}")) for k in candidates)
-    )
-    chosen_quiet = pl.coalesce(
-        *(pl.when(pl.col("_forecast_model") == k).then(pl.col(f"_quiet_{k}")) for k in candidates)
-    )
-    scored = scored.with_columns(
-        chosen_pred.alias("_pred_chosen"), chosen_quiet.alias(f"_quiet_{PROBABILISTIC}")
-    )
+    choice, default, overall, by_group = _forecast_choice(scored, candidates, spec)
+    scored = _with_chosen_model(scored, choice, default, candidates)
     overall["chosen"] = mae(scored["_pred_chosen"].to_numpy(), actual)
     evidence.update(
         {
@@ -148,6 +107,75 @@ def evaluate_candidates(
         notes,
         labelled=scored,
         classifier_trainable=trainable,
+    )
+
+
+def _candidate_predictions(
+    outcomes: pl.DataFrame, candidates: dict[str, Any], spec: ValueSpec
+) -> pl.DataFrame:
+    """``outcomes`` plus each candidate's expected purchases (``_pred_<key>``) and probability of
+    no purchase (``_quiet_<key>``) over the churn window."""
+    scored = outcomes
+    for key, model in candidates.items():
+        pred = purchase_predictions(
+            outcomes, model, float(spec.churn_window_days), spec.time_unit_days
+        ).select(
+            X_COL,
+            TX_COL,
+            T_COL,
+            pl.col("expected_purchases").alias(f"_pred_{key}"),
+            pl.col("p_no_purchase").alias(f"_quiet_{key}"),
+        )
+        scored = scored.join(pred, on=[X_COL, TX_COL, T_COL], how="left")
+    return scored
+
+
+def _forecast_choice(
+    scored: pl.DataFrame, candidates: dict[str, Any], spec: ValueSpec
+) -> tuple[dict[str, str], str, dict[str, float], list[dict[str, Any]]]:
+    """The model per frequency group (lower MAE; small groups take the overall winner), the
+    overall winner, the overall MAE per model and the per-group evidence."""
+    actual = scored["holdout_purchases"].to_numpy().astype(np.float64)
+    overall = {k: mae(scored[f"_pred_{k}"].to_numpy(), actual) for k in candidates}
+    default = min(overall, key=lambda k: (overall[k], k != "bgnbd"))
+    by_group: list[dict[str, Any]] = []
+    choice: dict[str, str] = {}
+    for group in frequency_groups():
+        rows = scored.filter(pl.col("frequency_group") == group)
+        maes = {
+            k: mae(rows[f"_pred_{k}"].to_numpy(), rows["holdout_purchases"].to_numpy())
+            for k in candidates
+        }
+        if rows.height >= spec.selection_min_group_customers:
+            chosen = min(maes, key=lambda k: (maes[k], k != default))
+        else:
+            chosen = default
+        choice[group] = chosen
+        by_group.append(
+            {
+                "group": group,
+                "customers": rows.height,
+                **{f"mae_{k}": v for k, v in maes.items()},
+                "chosen": chosen,
+            }
+        )
+    return choice, default, overall, by_group
+
+
+def _with_chosen_model(
+    scored: pl.DataFrame, choice: dict[str, str], default: str, candidates: dict[str, Any]
+) -> pl.DataFrame:
+    """Each customer's group model (``_forecast_model``), its forecast and its quiet score."""
+    scored = scored.with_columns(
+        pl.col("frequency_group")
+        .replace_strict(choice, default=default, return_dtype=pl.String)
+        .alias("_forecast_model")
+    )
+
+    forecast = chosen_model_value("_forecast_model", "_pred", candidates)
+    quiet = chosen_model_value("_forecast_model", "_quiet", candidates)
+    return scored.with_columns(
+        forecast.alias("_pred_chosen"), quiet.alias(f"_quiet_{PROBABILISTIC}")
     )
 
 

@@ -4,6 +4,7 @@ churn classifier, and the fitted ValueModels bundle."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -269,4 +270,11 @@ def new_classifier(spec: ValueSpec) -> ChurnClassifier:
         max_iter=spec.churn_max_iter,
         learning_rate=spec.churn_learning_rate,
         random_state=spec.churn_seed,
+    )
+
+
+def chosen_model_value(choice_column: str, prefix: str, models: Iterable[str]) -> pl.Expr:
+    """Each user's ``<prefix>_<model>`` for the model named in their ``choice_column``."""
+    return pl.coalesce(
+        *(pl.when(pl.col(choice_column) == k).then(pl.col(f"{prefix}_{k}")) for k in models)
     )

@@ -147,20 +147,7 @@ def score_value(features: pl.DataFrame, models: ValueModels, spec: ValueSpec) ->
     check_columns(features, (*REQUIRED_COLUMNS, spec.gg_count_column, spec.gg_value_column))
     frame = features.with_row_index("_row")
     valid = valid_customers(frame)
-
-    order_values: pl.Series | None
-    spend_model: str | None
-    try:
-        order_values, spend_model = _order_values(valid, models, spec)
-    except (ValueError, FloatingPointError, ArithmeticError) as exc:
-        log.warning("expected order value failed, left NULL: %s", exc)
-        order_values, spend_model = None, None
-    if order_values is None:
-        order_values = pl.Series("expected_order_value", [None] * valid.height, dtype=pl.Float64)
-    # positional: order_values is aligned with `valid`, so attach it before any join
-    scored = valid.select("_row").with_columns(
-        order_values.cast(pl.Float64).alias("expected_order_value")
-    )
+    scored, spend_model = _spend_scores(valid, models, spec)
     forecast: pl.DataFrame | None = None
     if models.bgnbd is not None and valid.height:
         try:
@@ -177,32 +164,64 @@ def score_value(features: pl.DataFrame, models: ValueModels, spec: ValueSpec) ->
         .otherwise(None)
         .alias("churn_model")
     )
+    if models.scoring_classifier is not None and forecast is not None and valid.height:
+        scored = _classifier_churn(scored, valid, models)
+    return _bands_and_baseline(frame, _value_columns(scored, spend_model, spec), features, spec)
 
-    classifier = models.scoring_classifier
-    if classifier is not None and forecast is not None and valid.height:
-        try:
-            risk = classifier.predict_churn(valid)
-        except (ValueError, RuntimeError, ArithmeticError) as exc:
-            log.warning("churn classifier failed, probabilistic churn risk kept: %s", exc)
-        else:
-            # positional again: predictions follow `valid`'s rows
-            gbm = valid.select("_row").with_columns(pl.Series("_gbm_risk", risk))
-            scored = (
-                scored.join(gbm, on="_row", how="left")
-                .with_columns(
-                    pl.when(pl.col("forecast_model").is_not_null())
-                    .then(pl.col("_gbm_risk"))
-                    .otherwise(pl.col("churn_risk"))
-                    .alias("churn_risk"),
-                    pl.when(pl.col("forecast_model").is_not_null())
-                    .then(pl.lit(CHURN_CLASSIFIER))
-                    .otherwise(pl.col("churn_model"))
-                    .alias("churn_model"),
-                )
-                .drop("_gbm_risk")
-            )
 
-    scored = scored.select(
+def _spend_scores(
+    valid: pl.DataFrame, models: ValueModels, spec: ValueSpec
+) -> tuple[pl.DataFrame, str | None]:
+    """``_row`` and ``expected_order_value`` of every valid customer, and the spend model used
+    (NULL values and no model when the spend model fails)."""
+    order_values: pl.Series | None
+    spend_model: str | None
+    try:
+        order_values, spend_model = _order_values(valid, models, spec)
+    except (ValueError, FloatingPointError, ArithmeticError) as exc:
+        log.warning("expected order value failed, left NULL: %s", exc)
+        order_values, spend_model = None, None
+    if order_values is None:
+        order_values = pl.Series("expected_order_value", [None] * valid.height, dtype=pl.Float64)
+    # positional: order_values is aligned with `valid`, so attach it before any join
+    scored = valid.select("_row").with_columns(
+        order_values.cast(pl.Float64).alias("expected_order_value")
+    )
+    return scored, spend_model
+
+
+def _classifier_churn(
+    scored: pl.DataFrame, valid: pl.DataFrame, models: ValueModels
+) -> pl.DataFrame:
+    """The churn classifier's risk for users a purchase model scored; the probabilistic risk
+    stays when the classifier fails."""
+    try:
+        risk = models.scoring_classifier.predict_churn(valid)
+    except (ValueError, RuntimeError, ArithmeticError) as exc:
+        log.warning("churn classifier failed, probabilistic churn risk kept: %s", exc)
+        return scored
+    # positional again: predictions follow `valid`'s rows
+    gbm = valid.select("_row").with_columns(pl.Series("_gbm_risk", risk))
+    scored_by_a_model = pl.col("forecast_model").is_not_null()
+    return (
+        scored.join(gbm, on="_row", how="left")
+        .with_columns(
+            pl.when(scored_by_a_model)
+            .then(pl.col("_gbm_risk"))
+            .otherwise(pl.col("churn_risk"))
+            .alias("churn_risk"),
+            pl.when(scored_by_a_model)
+            .then(pl.lit(CHURN_CLASSIFIER))
+            .otherwise(pl.col("churn_model"))
+            .alias("churn_model"),
+        )
+        .drop("_gbm_risk")
+    )
+
+
+def _value_columns(scored: pl.DataFrame, spend_model: str | None, spec: ValueSpec) -> pl.DataFrame:
+    """The model outputs under their published names, CLV = discounted purchases x spend."""
+    return scored.select(
         "_row",
         "p_alive",
         pl.col("_expected_orders").alias(spec.expected_orders_column),
@@ -217,13 +236,18 @@ def score_value(features: pl.DataFrame, models: ValueModels, spec: ValueSpec) ->
         .alias("spend_model"),
     )
 
+
+def _bands_and_baseline(
+    frame: pl.DataFrame, scored: pl.DataFrame, features: pl.DataFrame, spec: ValueSpec
+) -> pl.DataFrame:
+    """Every input user in input order: CLV 0 for non-customers, the churn risk band and its
+    label, and the population's simple LTV baseline."""
     try:
         baseline = simple_ltv(features, spec)["simple_ltv"]
     except ValueError as exc:  # e.g. a feature frame without the 30-day columns
         log.warning("simple LTV baseline left NULL: %s", exc)
         baseline = None
     is_customer = pl.col("is_customer").fill_null(False)
-    labels = spec.label_map
     out = (
         frame.select("_row", "user_id", is_customer.alias("is_customer"))
         .join(scored, on="_row", how="left")
@@ -247,7 +271,7 @@ def score_value(features: pl.DataFrame, models: ValueModels, spec: ValueSpec) ->
         )
         .with_columns(
             pl.col("churn_risk_band")
-            .replace_strict(labels, return_dtype=pl.String)
+            .replace_strict(spec.label_map, return_dtype=pl.String)
             .alias("churn_risk_band_label")
         )
     )
