@@ -32,6 +32,7 @@ from dagster_project.lib.segmentation.clustering.stability import (
     stability_gate,
 )
 from dagster_project.lib.segmentation.clustering.surrogate import SurrogateTree, format_number
+from dagster_project.lib.segmentation.rules.ordered import number_text
 from dagster_project.lib.segmentation.spec import SegmentationSpec
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class SegmentModel:
             ).select(
                 pl.concat_str(
                     [
-                        pl.format("{} = {}", pl.col(f"n{t}"), _short(pl.col(f"v{t}")))
+                        pl.format("{} = {}", pl.col(f"n{t}"), number_text(pl.col(f"v{t}")))
                         for t in range(top.shape[1])
                     ],
                     separator=", ",
@@ -207,16 +208,6 @@ class SegmentModel:
             "next_id": int(model.next_id_),
             "clusters": self.profile().drop("feature_means_json").to_dicts(),
         }
-
-
-def _short(expr: pl.Expr) -> pl.Expr:
-    """Values in reasons: integers plainly, others with up to 2 decimals."""
-    value = expr.cast(pl.Float64)
-    return (
-        pl.when(value == value.round(0))
-        .then(value.round(0).cast(pl.Int64).cast(pl.Utf8))
-        .otherwise(value.round(2).cast(pl.Utf8))
-    )
 
 
 def _previous_clusterer(previous: Any) -> SegmentClusterer | None:
