@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
+from feature_frames import rule_features
 
 from dagster_project.lib.segmentation.maps import (
     assign_custom_maps,
@@ -57,42 +58,14 @@ def write_spec(tmp_path: Path, maps: dict[str, Any]) -> Path:
 
 
 def features(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Minimal user_features rows (customers unless frequency is 0)."""
-    out = []
-    for i, row in enumerate(rows):
-        freq = row.get("frequency", 1)
-        customer = freq > 0
-        out.append(
-            {
-                "user_id": f"u{i}",
-                "is_customer": customer,
-                "tenure_days": row.get("tenure_days", 400),
-                "recency_days": row.get("recency_days", 10) if customer else None,
-                "frequency": freq,
-                "monetary": float(row.get("monetary", 50.0)) if customer else 0.0,
-                "customer_age_days": row.get("customer_age_days", 300) if customer else None,
-                "repeat_purchases": max(freq - 1, 0),
-                "purchase_span_days": 0,
-                "days_since_last_active": row.get("days_since_last_active"),
-                "prev_order_gap_days": row.get("prev_order_gap_days"),
-            }
-        )
-    return pl.DataFrame(
-        out,
-        schema={
-            "user_id": pl.Utf8,
-            "is_customer": pl.Boolean,
-            "tenure_days": pl.Int32,
-            "recency_days": pl.Int32,
-            "frequency": pl.Int32,
-            "monetary": pl.Float64,
-            "customer_age_days": pl.Int32,
-            "repeat_purchases": pl.Int32,
-            "purchase_span_days": pl.Int32,
-            "days_since_last_active": pl.Int32,
-            "prev_order_gap_days": pl.Int32,
-        },
-        orient="row",
+    """Customers unless frequency is 0, with no recorded activity beyond their orders."""
+    return rule_features(
+        rows,
+        frequency=1,
+        tenure_days=400,
+        monetary=50.0,
+        customer_age_days=300,
+        active_when_last_ordered=False,
     )
 
 

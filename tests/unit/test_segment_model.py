@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from feature_frames import mixed_user_features
 
 from dagster_project.lib.segmentation.clustering.clusterer import clusterer_from_spec
 from dagster_project.lib.segmentation.model import (
@@ -35,28 +36,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def user_features(n: int, seed: int) -> pl.DataFrame:
-    """VIPs, one-time buyers and non-customers (NULL recency / AOV), as in user_features."""
-    rng = np.random.default_rng(seed)
-    group = rng.choice(3, size=n, p=[0.25, 0.4, 0.35])
-    customer = group < 2
-    frequency = np.where(group == 0, rng.poisson(12, n) + 3, np.where(group == 1, 1, 0))
-    aov = np.where(group == 0, rng.lognormal(5.0, 0.3, n), rng.lognormal(3.5, 0.3, n))
-    tenure = rng.integers(40, 900, n)
-    recency = np.where(group == 0, rng.integers(0, 30, n), rng.integers(100, 400, n))
-    return pl.DataFrame(
-        {
-            "user_id": [f"u{i:04d}" for i in range(n)],
-            "is_customer": customer,
-            "tenure_days": tenure,
-            "recency_days": pl.Series(np.minimum(recency, tenure)).scatter(
-                np.flatnonzero(~customer), None
-            ),
-            "frequency": frequency,
-            "monetary": np.where(customer, frequency * aov, 0.0),
-            "avg_order_value": pl.Series(aov).scatter(np.flatnonzero(~customer), None),
-            "events_90d": np.where(group == 0, rng.poisson(30, n), rng.poisson(1, n)),
-        }
-    )
+    return mixed_user_features(n, seed, shares=(0.25, 0.4, 0.35), id_width=4)
 
 
 def small_spec(**surrogate: int) -> SegmentationSpec:

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from feature_frames import rule_features
 
 from dagster_project.lib.segmentation.maps import check_map_partition, segment_catalog
 from dagster_project.lib.segmentation.rules.assign import assign_rule_segments
@@ -26,42 +27,7 @@ def spec() -> SegmentationSpec:
 
 
 def make_features(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """user_features rows with contract-consistent defaults for the columns a test ignores."""
-    out = []
-    for i, row in enumerate(rows):
-        freq = int(row.get("frequency", 0))
-        customer = bool(row.get("is_customer", freq > 0))
-        recency = row.get("recency_days", 10 if customer else None)
-        full = {
-            "user_id": row.get("user_id", f"u{i:04d}"),
-            "is_customer": customer,
-            "tenure_days": row.get("tenure_days", 800),
-            "recency_days": recency,
-            "frequency": freq,
-            "monetary": float(row.get("monetary", 100.0 if customer else 0.0)),
-            "customer_age_days": row.get("customer_age_days", 500 if customer else None),
-            "repeat_purchases": row.get("repeat_purchases", max(freq - 1, 0)),
-            "purchase_span_days": row.get("purchase_span_days", 0),
-            "days_since_last_active": row.get("days_since_last_active", recency),
-        }
-        if "prev_order_gap_days" in row:
-            full["prev_order_gap_days"] = row["prev_order_gap_days"]
-        out.append(full)
-    schema = {
-        "user_id": pl.Utf8,
-        "is_customer": pl.Boolean,
-        "tenure_days": pl.Int32,
-        "recency_days": pl.Int32,
-        "frequency": pl.Int32,
-        "monetary": pl.Float64,
-        "customer_age_days": pl.Int32,
-        "repeat_purchases": pl.Int32,
-        "purchase_span_days": pl.Int32,
-        "days_since_last_active": pl.Int32,
-    }
-    if any("prev_order_gap_days" in r for r in out):
-        schema["prev_order_gap_days"] = pl.Int32
-    return pl.DataFrame(out, schema=schema, orient="row")
+    return rule_features(rows)
 
 
 def random_features(n: int, seed: int) -> pl.DataFrame:
