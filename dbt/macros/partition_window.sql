@@ -1,14 +1,17 @@
 {#
-    Partition window of the incremental models, from the vars min_date / max_date
-    (inclusive, 'YYYY-MM-DD'; Dagster passes a partition range with --vars).
+    Partition window of the incremental models (inclusive, 'YYYY-MM-DD'): the vars min_date /
+    max_date when given (`dbt build --vars ...` by hand), else the environment variables
+    STRATA_MIN_DATE / STRATA_MAX_DATE (how Dagster passes a partition range: changed --vars make
+    dbt parse the whole project again, a changed environment variable only the models using it),
+    else every date.
 
     The models always select only the window, also on their first build or a full refresh, so
     a fresh build of one day holds exactly that day. The window is validated here because it is
     pasted into a DELETE statement.
 #}
 {% macro window_bounds() -%}
-    {%- set min_date = var('min_date') | string -%}
-    {%- set max_date = var('max_date') | string -%}
+    {%- set min_date = var('min_date', env_var('STRATA_MIN_DATE', '1900-01-01')) | string -%}
+    {%- set max_date = var('max_date', env_var('STRATA_MAX_DATE', '2999-12-31')) | string -%}
     {%- set pattern = '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' -%}
     {%- if not (modules.re.match(pattern, min_date) and modules.re.match(pattern, max_date)) -%}
         {{ exceptions.raise_compiler_error(

@@ -18,7 +18,12 @@ def env(monkeypatch):
     for name in ("STRATA_PII_SALT", "STRATA_PARTITION_START", "STRATA_MAX_REJECT_SHARE"):
         monkeypatch.delenv(name, raising=False)
     # export_runtime_environment sets these: have monkeypatch restore them afterwards
-    for name in ("STRATA_HOME", "DAGSTER_HOME", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"):
+    for name in (
+        "STRATA_HOME",
+        "DAGSTER_HOME",
+        "DBT_TARGET_PATH",
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+    ):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
         else:

@@ -1,18 +1,25 @@
 """dbt models as Dagster assets, split by how they are partitioned.
 
 - `dbt_unpartitioned`: staging views and dimensions, rebuilt whole each run.
-- `dbt_daily`: incremental facts (tag `daily`); the run's partition window reaches them as
-  `--vars`, and a backfill of any length is one dbt call (single-run backfill policy).
+- `dbt_daily`: incremental facts (tag `daily`); the run's partition window reaches them as the
+  environment variables STRATA_MIN_DATE / STRATA_MAX_DATE, and a backfill of any length is one
+  dbt call (single-run backfill policy).
 - `dbt_snapshot`: marts built on top of the Python segment/value tables (tag `snapshot`).
 """
 
-import json
+import os
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from dagster_project.defs.common import WAREHOUSE_POOL, daily_partitions, partition_days, single_run
-from dagster_project.defs.transform.project import StrataDbtTranslator, manifest_path
+from dagster_project.defs.transform.project import (
+    StrataDbtTranslator,
+    keep_parse_state,
+    manifest_path,
+)
 
 PARTITIONED_TAGS = "tag:daily tag:snapshot"
 
@@ -22,9 +29,19 @@ class DbtRunConfig(dg.Config):
     """Rebuild incremental models from scratch (only the selected window is reloaded)."""
 
 
-def _window_vars(context: dg.AssetExecutionContext) -> str:
+def _set_window(context: dg.AssetExecutionContext) -> None:
+    """The partition window for the dbt process this step starts (see partition_window.sql)."""
     days = partition_days(context)
-    return json.dumps({"min_date": days[0].isoformat(), "max_date": (days[-1]).isoformat()})
+    os.environ["STRATA_MIN_DATE"] = days[0].isoformat()
+    os.environ["STRATA_MAX_DATE"] = days[-1].isoformat()
+
+
+def _run_dbt(
+    dbt: DbtCliResource, args: list[str], context: dg.AssetExecutionContext
+) -> Iterator[Any]:
+    invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+    keep_parse_state(invocation.target_path)
 
 
 def _build_args(config: DbtRunConfig, *extra: str) -> list[str]:
@@ -42,7 +59,7 @@ def _build_args(config: DbtRunConfig, *extra: str) -> list[str]:
     pool=WAREHOUSE_POOL,
 )
 def dbt_unpartitioned(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtRunConfig):
-    yield from dbt.cli(_build_args(config), context=context).stream()
+    yield from _run_dbt(dbt, _build_args(config), context)
 
 
 def _windowed_dbt_assets(tag: str) -> dg.AssetsDefinition:
@@ -56,8 +73,8 @@ def _windowed_dbt_assets(tag: str) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
     )
     def windowed(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtRunConfig):
-        args = _build_args(config, "--vars", _window_vars(context))
-        yield from dbt.cli(args, context=context).stream()
+        _set_window(context)
+        yield from _run_dbt(dbt, _build_args(config), context)
 
     return windowed
 

@@ -1,6 +1,8 @@
 """The one place dbt is wired: the DbtProject, its translator and manifest preparation."""
 
 import functools
+import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +44,32 @@ def _parse(project: DbtProject) -> None:
 
     dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
     dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+def keep_parse_state(invocation_target: Path, keep_invocations: int = 20) -> None:
+    """Save a finished dbt call's parse state where dagster-dbt seeds the next call from.
+
+    dbt re-parses the whole project (seconds per call) unless the saved state was made for the
+    same profile, and the profile holds this home's warehouse path: so each home keeps its own
+    (DBT_TARGET_PATH, set per home). Also drops all but the newest ``keep_invocations`` call
+    folders, which would otherwise pile up run after run.
+    """
+    base, target = (
+        path if path.is_absolute() else settings.DBT_PROJECT_DIR / path
+        for path in (Path(os.environ.get("DBT_TARGET_PATH", "target")), Path(invocation_target))
+    )
+    state = target / "partial_parse.msgpack"
+    if not state.exists() or target.parent != base:
+        return
+    partial = base / "partial_parse.msgpack.tmp"
+    shutil.copyfile(state, partial)
+    os.replace(partial, base / "partial_parse.msgpack")
+    calls = sorted(
+        (p for p in base.iterdir() if p.is_dir() and (p / "manifest.json").exists()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in calls[:-keep_invocations]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def manifest_path() -> str:

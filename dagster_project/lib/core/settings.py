@@ -64,6 +64,11 @@ class StrataPaths:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def dbt_target(self) -> Path:
+        """dbt artifacts of this home's runs, and the parse state later dbt calls start from."""
+        return self.home / "dbt_target"
+
 
 def strata_home(override: str | Path | None = None) -> Path:
     """STRATA_HOME as an absolute path (dbt's profile and Dagster runs need it absolute)."""
@@ -183,6 +188,8 @@ def export_runtime_environment(home: Path, sample_data: bool | None = None) -> N
     if sample_data:
         defaults["STRATA_PII_SALT"] = SAMPLE_PII_SALT
     os.environ["STRATA_HOME"] = str(home)
+    # per home: dbt's saved parse is only reusable for the profile (warehouse path) it was made for
+    os.environ["DBT_TARGET_PATH"] = str(StrataPaths(home).dbt_target)
     for name, value in defaults.items():
         if not os.environ.get(name):  # an empty line copied from .env.example counts as unset
             os.environ[name] = value

@@ -1,0 +1,47 @@
+"""dbt's parse state is kept per home, so later dbt calls of a run parse only what changed."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from dagster_project.defs.transform.project import keep_parse_state
+from dagster_project.lib.core import settings
+
+
+def _invocation(base: Path, name: str, state: bytes | None) -> Path:
+    folder = base / name
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    if state is not None:
+        (folder / "partial_parse.msgpack").write_bytes(state)
+    return folder
+
+
+def test_a_finished_call_leaves_its_parse_state_for_the_next_and_old_calls_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("STRATA_HOME", "DBT_TARGET_PATH"):  # restored after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    settings.export_runtime_environment(tmp_path, sample_data=True)
+    base = Path(os.environ["DBT_TARGET_PATH"])
+    assert base == tmp_path / "dbt_target"
+    for i in range(4):
+        old = _invocation(base, f"old-{i}", None)
+        os.utime(old, (time.time() - 100 + i, time.time() - 100 + i))
+    keep_parse_state(_invocation(base, "dbt_daily-1", b"state one"), keep_invocations=3)
+    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == [
+        "dbt_daily-1",
+        "old-2",
+        "old-3",
+    ]
+    # a call without state (e.g. it failed before parsing) leaves the saved state alone
+    keep_parse_state(_invocation(base, "dbt_daily-2", None))
+    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
+    # a call outside this home's folder never writes into it
+    keep_parse_state(_invocation(tmp_path / "elsewhere", "x", b"foreign"))
+    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
