@@ -35,4 +35,5 @@ def pipeline_copy(pipeline_home, monkeypatch) -> Iterator[Path]:
         shutil.copytree(pipeline_home.home, copy)
         monkeypatch.setenv("DAGSTER_HOME", str(copy / "dagster"))
         monkeypatch.setenv("STRATA_HOME", str(copy))
+        monkeypatch.setenv("DBT_TARGET_PATH", str(settings.strata_paths(copy).dbt_target))
         yield copy

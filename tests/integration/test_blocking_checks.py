@@ -1,16 +1,12 @@
 """A broken landing file fails its blocking check; nothing downstream runs or gets published."""
 
-from datetime import date
-
 import dagster as dg
 import polars as pl
+from pipeline_sample import END
 from run_outcomes import failed_checks, materialized
 
 from dagster_project.lib.core import settings
-from dagster_project.lib.sample.generator import generate_sample
 
-END = date(2024, 2, 29)
-GOOD_DAY = date(2024, 2, 28)
 DOWNSTREAM = {
     "features/user_features",
     "marts/user_segments_daily",
@@ -19,27 +15,10 @@ DOWNSTREAM = {
 }
 
 
-def test_invalid_status_values_block_downstream_assets(tmp_path, definitions, monkeypatch):
-    home = tmp_path / "home"
-    paths = settings.strata_paths(home)
-    generate_sample(home, users=120, days=20, seed=11, end_date=END)
-    monkeypatch.setenv("STRATA_HOME", str(paths.home))
-    job = definitions.resolve_job_def("strata_daily")
-    instance = dg.DagsterInstance.ephemeral()
-
-    start = END.replace(day=10)
-    catch_up = definitions.resolve_job_def("strata_ingest").execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": GOOD_DAY.isoformat(),
-        },
-    )
-    assert catch_up.success
-    good = job.execute_in_process(partition_key=GOOD_DAY.isoformat(), instance=instance)
-    assert good.success
+def test_invalid_status_values_block_downstream_assets(pipeline_copy, definitions):
+    """The shared sample's last day lands again with invalid statuses and is run again."""
+    paths = settings.strata_paths(pipeline_copy)
     published = paths.serving_db.read_bytes()
-
     orders_file = paths.landing / "orders" / f"date={END}" / "part-00000.csv"
     orders = pl.read_csv(orders_file, infer_schema=False)
     orders = orders.with_columns(
@@ -50,8 +29,8 @@ def test_invalid_status_values_block_downstream_assets(tmp_path, definitions, mo
     )
     orders.write_csv(orders_file)
 
-    broken = job.execute_in_process(
-        partition_key=END.isoformat(), instance=instance, raise_on_error=False
+    broken = definitions.resolve_job_def("strata_daily").execute_in_process(
+        partition_key=END.isoformat(), instance=dg.DagsterInstance.get(), raise_on_error=False
     )
 
     failed = failed_checks(broken)
