@@ -1,0 +1,228 @@
+"""The daily run at scale: catch-up, then the next day, timed per stage, against a physical floor.
+
+    uv run python benchmarks/scale.py --users 100000 --days 120 [--home DIR] [--seed 7]
+
+Generates the sample (``strata generate``), holds its last day back, runs ``strata run`` (the
+catch-up of every other day plus that day's snapshot), lands the last day and runs again (the
+next-day run a schedule makes every morning). Each ``strata run`` is its own process, as a user
+starts it; for each the script prints the wall time, the peak resident memory of the whole
+process tree (the CLI, Dagster's step processes, dbt; sampled every 0.2 s from /proc, so Linux
+only, and shared pages count once per process), and the Dagster steps grouped by stage. The
+floor is one plain DuckDB scan of the same landing files (every table, every column read): no
+pipeline can ingest the data faster than it can read it once, so the ratio to the floor says
+how much of the run is work beyond reading.
+
+Without --home the data lives in a temporary folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parents[1]
+STRATA = [sys.executable, "-m", "dagster_project.cli"]
+
+#: Dagster step keys -> the stage they are reported under, first match wins.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("passes_expectations", "GX validations"),
+    ("ingest_", "ingestion"),
+    ("dbt_unpartitioned", "dbt: staging + dimensions"),
+    ("dbt_daily", "dbt: daily facts"),
+    ("dbt_snapshot", "dbt: snapshot marts"),
+    ("features__", "features"),
+    ("segment_clusters", "segmentation fit/score"),
+    ("user_segments_daily", "segmentation fit/score"),
+    ("segment_catalog", "segmentation fit/score"),
+    ("value_backtests", "value backtests"),
+    ("customer_value", "value fit/score"),
+    ("user_value_daily", "value fit/score"),
+    ("serving__", "publish"),
+)
+
+
+def stage_of(step_key: str) -> str:
+    return next((stage for marker, stage in STAGES if marker in step_key), "other checks")
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children[parent].append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def timed_process(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int]:
+    """Run ``args``; returns wall seconds, the tree's peak RSS in bytes and the exit code."""
+    peak = 0
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss_bytes(process.pid))
+                done.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        code = process.wait()
+        done.set()
+        sampler.join()
+    return time.perf_counter() - start, peak, code
+
+
+def step_seconds(dagster_home: Path, since: float) -> list[tuple[str, str, float]]:
+    """(run job, step key, seconds) of every Dagster step of the runs started after ``since``."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    out = []
+    for record in reversed(instance.get_run_records()):
+        run = record.dagster_run
+        stats = instance.get_run_stats(run.run_id)
+        if (stats.start_time or 0) < since:
+            continue
+        for step in instance.get_run_step_stats(run.run_id):
+            if step.start_time and step.end_time:
+                out.append((run.job_name, step.step_key, step.end_time - step.start_time))
+    return out
+
+
+def floor_seconds(landing: Path) -> float:
+    """One DuckDB scan of every landing file, every column materialised once."""
+    con = duckdb.connect()
+    start = time.perf_counter()
+    for table in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+        files = sorted(str(f) for f in (landing / table).rglob("*.csv"))
+        if files:
+            con.execute(
+                "select count(*), sum(length(cast(columns(*) as varchar))) "
+                "from read_csv(?, all_varchar = true, union_by_name = true)",
+                [files],
+            ).fetchall()
+    seconds = time.perf_counter() - start
+    con.close()
+    return seconds
+
+
+def print_run(name: str, wall: float, peak: int, steps: list[tuple[str, str, float]]) -> None:
+    print(f"\n{name}: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB (process tree)")
+    by_stage: dict[str, float] = defaultdict(float)
+    for _, key, seconds in steps:
+        by_stage[stage_of(key)] += seconds
+    inside = sum(by_stage.values())
+    print(f"  {'stage':<28}{'seconds':>10}{'share':>8}")
+    for stage, seconds in sorted(by_stage.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<28}{seconds:>10,.1f}{seconds / wall:>8.0%}")
+    outside = wall - inside
+    print(f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--home", type=Path, default=None, help="keep the data here")
+    args = parser.parse_args()
+
+    scratch = None if args.home else tempfile.mkdtemp(prefix="strata-scale-")
+    home = (args.home or Path(scratch)).resolve()
+    env = {**os.environ, "STRATA_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    logs = home / "benchmark-logs"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(exist_ok=True)
+        generate = [
+            *STRATA,
+            "generate",
+            "--users",
+            str(args.users),
+            "--days",
+            str(args.days),
+            "--seed",
+            str(args.seed),
+            "--home",
+            str(home),
+        ]
+        wall, peak, code = timed_process(generate, env, logs / "generate.log")
+        if code:
+            print((logs / "generate.log").read_text())
+            return code
+        landing = home / "landing"
+        size = sum(f.stat().st_size for f in landing.rglob("*") if f.is_file())
+        print(f"{args.users:,} users x {args.days} days: landing files {size / 2**20:,.0f} MiB")
+        print(f"generate: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB")
+
+        last_day = max(p.name for p in (landing / "orders").iterdir())
+        held = home / "held-back"
+        for day_dir in landing.glob(f"*/{last_day}"):
+            target = held / day_dir.parent.name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(day_dir), str(target / last_day))
+
+        runs = []
+        for name in ("catch-up run", "next-day run"):
+            if name == "next-day run":
+                for day_dir in held.glob(f"*/{last_day}"):
+                    shutil.move(str(day_dir), str(landing / day_dir.parent.name / last_day))
+            since = time.time()
+            log = logs / f"{name.replace(' ', '-')}.log"
+            wall, peak, code = timed_process([*STRATA, "run", "--home", str(home)], env, log)
+            if code:
+                print(log.read_text()[-5000:])
+                print(f"{name} failed with exit code {code}; log: {log}")
+                return code
+            runs.append((name, wall, peak, step_seconds(home / "dagster", since)))
+
+        floor = floor_seconds(landing)
+        for name, wall, peak, steps in runs:
+            print_run(name, wall, peak, steps)
+        print(f"\nfloor (one DuckDB scan of every landing file): {floor:,.1f} s")
+        for name, wall, _, _ in runs:
+            print(f"  {name}: {wall / floor:,.1f} x the floor")
+        print(f"\nslowest steps of the next-day run ({logs}):")
+        for job, key, seconds in sorted(runs[-1][3], key=lambda r: -r[2])[:10]:
+            print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
+        return 0
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
