@@ -1,8 +1,7 @@
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from dagster_project.defs.common import WarehouseResource
-from dagster_project.defs.transform.project import dbt_executable, strata_dbt_project
+from dagster_project.defs.transform.project import strata_dbt_resource
 
 
 @dg.definitions
@@ -10,8 +9,6 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": WarehouseResource(),
-            "dbt": DbtCliResource(
-                project_dir=strata_dbt_project(), dbt_executable=dbt_executable()
-            ),
+            "dbt": strata_dbt_resource(),
         }
     )

@@ -1,4 +1,5 @@
-"""dbt's parse state is kept per home, so later dbt calls of a run parse only what changed."""
+"""What a dbt call costs beyond dbt's own work: no version subprocess, no in-process adapter,
+and a parse state kept per home so later calls of a run parse only what changed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.defs.transform.project import keep_parse_state
+from dagster_project.defs.transform.project import keep_parse_state, strata_dbt_resource
 from dagster_project.lib.core import settings
 
 
@@ -45,3 +46,19 @@ def test_a_finished_call_leaves_its_parse_state_for_the_next_and_old_calls_go(
     # a call outside this home's folder never writes into it
     keep_parse_state(_invocation(tmp_path / "elsewhere", "x", b"foreign"))
     assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
+
+
+def test_the_dbt_resource_starts_no_process_and_loads_no_macros_before_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    import dagster_dbt.core.resource as upstream
+
+    def no_subprocess(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError(f"dbt resource started a process: {args}")
+
+    monkeypatch.setattr(upstream, "check_output", no_subprocess)
+    resource = strata_dbt_resource()
+    assert str(resource._cli_version) == importlib.metadata.version("dbt-core")
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
