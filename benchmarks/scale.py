@@ -1,6 +1,6 @@
 """The daily run at scale: catch-up, then the next day, timed per stage, against a physical floor.
 
-    uv run python benchmarks/scale.py --users 100000 --days 120 [--home DIR] [--seed 7]
+    uv run python benchmarks/scale.py --users 100000 --days 120 [--format parquet] [--home DIR]
 
 Generates the sample (``strata generate``), holds its last day back, runs ``strata run`` (the
 catch-up of every other day plus that day's snapshot), lands the last day and runs again (the
@@ -127,13 +127,15 @@ def floor_seconds(landing: Path) -> float:
     con = duckdb.connect()
     start = time.perf_counter()
     for table in sorted(p.name for p in landing.iterdir() if p.is_dir()):
-        files = sorted(str(f) for f in (landing / table).rglob("*.csv"))
-        if files:
-            con.execute(
-                "select count(*), sum(length(cast(columns(*) as varchar))) "
-                "from read_csv(?, all_varchar = true, union_by_name = true)",
-                [files],
-            ).fetchall()
+        for suffix, reader in (("csv", "read_csv"), ("parquet", "read_parquet")):
+            files = sorted(str(f) for f in (landing / table).rglob(f"*.{suffix}"))
+            options = "all_varchar = true, union_by_name = true" if suffix == "csv" else ""
+            if files:
+                con.execute(
+                    "select count(*), sum(length(cast(columns(*) as varchar))) "
+                    f"from {reader}(?{', ' + options if options else ''})",
+                    [files],
+                ).fetchall()
     seconds = time.perf_counter() - start
     con.close()
     return seconds
@@ -157,6 +159,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--home", type=Path, default=None, help="keep the data here")
     args = parser.parse_args()
 
@@ -176,6 +179,8 @@ def main() -> int:
             str(args.days),
             "--seed",
             str(args.seed),
+            "--format",
+            args.format,
             "--home",
             str(home),
         ]
@@ -185,7 +190,10 @@ def main() -> int:
             return code
         landing = home / "landing"
         size = sum(f.stat().st_size for f in landing.rglob("*") if f.is_file())
-        print(f"{args.users:,} users x {args.days} days: landing files {size / 2**20:,.0f} MiB")
+        print(
+            f"{args.users:,} users x {args.days} days: landing files ({args.format}) "
+            f"{size / 2**20:,.0f} MiB"
+        )
         print(f"generate: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB")
 
         last_day = max(p.name for p in (landing / "orders").iterdir())

@@ -59,6 +59,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         end_date=args.end_date,
         dirty_rate=args.dirty_rate,
+        file_format=args.format,
     )
     print(f"generated {summary.users} users, {summary.start_date} .. {summary.end_date}")
     for table, rows in summary.rows.items():
@@ -200,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="append bad rows of every kind at this rate per table and kind (e.g. 0.05), "
         "recorded in truth/injected_defects.parquet",
+    )
+    gen.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="landing file format (the same rows in both; Parquet is smaller and faster to read)",
     )
     gen.add_argument("--home", default=None, help=home_help)
     gen.set_defaults(func=cmd_generate)

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from dagster_project.lib.ingestion.contract import ID_COLUMNS, PARENTS
 from dagster_project.lib.sample.archetypes import ARCHETYPES, COLUMNS, EVENT_TYPES, TABLES
 from dagster_project.lib.sample.generator import GenerationSummary, generate_sample
 
@@ -193,3 +194,53 @@ def test_tiny_windows_work(tmp_path: Path, days: int) -> None:
 def test_end_date_defaults_to_yesterday(tmp_path: Path) -> None:
     summary = generate_sample(tmp_path, users=10, days=3, seed=0)
     assert summary.end_date == datetime.now(UTC).date() - timedelta(days=1)
+
+
+def test_parquet_lands_the_same_rows_as_csv(
+    sample: tuple[Path, GenerationSummary], tmp_path: Path
+) -> None:
+    from dagster_project.lib.ingestion.landing import read_landing_file
+
+    csv_home, _ = sample
+    generate_sample(
+        tmp_path, users=USERS, days=DAYS, seed=SEED, end_date=END, file_format="parquet"
+    )
+    assert not list((tmp_path / "landing").rglob("*.csv"))
+    for table in TABLES:
+        for day in (START, END):
+            folder = f"date={day.isoformat()}"
+            as_csv = read_landing_file(
+                csv_home / "landing" / table / folder / "part-00000.csv", table
+            )
+            as_parquet = read_landing_file(
+                tmp_path / "landing" / table / folder / "part-00000.parquet", table
+            )
+            content = [c for c in COLUMNS[table]]
+            assert as_parquet.select(content).equals(as_csv.select(content)), (table, day)
+
+
+def test_dirty_parquet_records_point_at_their_rows(tmp_path: Path) -> None:
+    from dagster_project.lib.sample.defects import DEFECTS_FILE
+
+    generate_sample(
+        tmp_path,
+        users=USERS,
+        days=5,
+        seed=SEED,
+        end_date=END,
+        dirty_rate=0.05,
+        file_format="parquet",
+    )
+    injected = pl.read_parquet(tmp_path / "truth" / DEFECTS_FILE)
+    assert injected.height > 0
+    assert set(injected["table"]) == set(TABLES)
+    for record in injected.iter_rows(named=True):
+        rows = pl.read_parquet(tmp_path / record["file"])
+        key = ID_COLUMNS.get(record["table"]) or PARENTS[record["table"]].column
+        assert rows.row(record["line"] - 1, named=True)[key] == record["key"]
+
+
+def test_an_unknown_format_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="csv, parquet"):
+        generate_sample(tmp_path, users=10, days=2, seed=1, file_format="json")
+    assert not (tmp_path / "landing").exists()

@@ -31,6 +31,7 @@ from dagster_project.lib.ingestion.contract import (
     PARENTS,
     time_column,
 )
+from dagster_project.lib.sample.files import landing_file
 
 TABLES = ("orders", "order_items", "users", "events")
 DEFECTS_FILE = "injected_defects.parquet"
@@ -92,8 +93,10 @@ def _bad_row(
     return row
 
 
-def inject_defects(home: Path, start: date, end: date, rate: float, seed: int) -> pl.DataFrame:
-    """Append bad rows to the landing CSVs of [start, end]; return and record what was added."""
+def inject_defects(
+    home: Path, start: date, end: date, rate: float, seed: int, file_format: str = "csv"
+) -> pl.DataFrame:
+    """Append bad rows to the landing files of [start, end]; return and record what was added."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError("the dirty rate is a share of rows, between 0 and 1")
     home = Path(home)
@@ -103,11 +106,12 @@ def inject_defects(home: Path, start: date, end: date, rate: float, seed: int) -
     day = start
     while day <= end:
         for table in TABLES:
-            relative = Path("landing") / table / f"date={day.isoformat()}" / "part-00000.csv"
-            path = home / relative
+            path = landing_file(home, table, day, file_format)
+            relative = path.relative_to(home)
             if rate == 0 or not path.exists():
                 continue
-            clean = pl.read_csv(path, infer_schema=False)
+            csv = file_format == "csv"
+            clean = pl.read_csv(path, infer_schema=False) if csv else pl.read_parquet(path)
             if clean.height == 0:
                 continue
             rows = clean.to_dicts()
@@ -124,14 +128,17 @@ def inject_defects(home: Path, start: date, end: date, rate: float, seed: int) -
                             "key": row[_key_column(table)],
                             "partition_date": day,
                             "file": relative.as_posix(),
-                            # header is line 1, clean rows follow, bad rows come last
-                            "line": clean.height + len(bad) + 2,
+                            # CSV: the header is line 1; Parquet rows count from 1
+                            "line": clean.height + len(bad) + (2 if csv else 1),
                         }
                     )
                     bad.append(row)
             if bad:
                 dirty = pl.concat([clean, pl.DataFrame(bad, schema=clean.schema)])
-                dirty.write_csv(path)
+                if csv:
+                    dirty.write_csv(path)
+                else:
+                    dirty.write_parquet(path)
         day += timedelta(days=1)
     injected = pl.DataFrame(
         records,

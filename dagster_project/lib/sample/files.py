@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,16 +33,34 @@ def timestamp_expr(column: str, base_epoch: int) -> pl.Expr:
     return pl.from_epoch(pl.col(column) + base_epoch, time_unit="s")
 
 
-def write_csv(df: pl.DataFrame, home: Path, table: str, day: date) -> None:
-    """One day's partition of one table, exactly in contract column order and formats."""
-    out = home / "landing" / table / f"date={day.isoformat()}"
-    out.mkdir(parents=True, exist_ok=True)
-    df.select(COLUMNS[table]).write_csv(
-        out / "part-00000.csv",
-        datetime_format="%Y-%m-%d %H:%M:%S",
-        float_precision=2,
-        float_scientific=False,
-    )
+#: Landing file formats the generator writes; ingestion reads both.
+FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+def landing_file(home: Path, table: str, day: date, file_format: str = "csv") -> Path:
+    """Where the generator writes one day's partition of one table."""
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file format must be one of {', '.join(FILE_FORMATS)}")
+    return home / "landing" / table / f"date={day.isoformat()}" / f"part-00000.{file_format}"
+
+
+def write_landing(
+    df: pl.DataFrame, home: Path, table: str, day: date, file_format: str = "csv"
+) -> None:
+    """One day's partition of one table, exactly in contract column order and formats.
+
+    Parquet holds the same text the CSV would (every column a string), so both formats land the
+    same rows; it is smaller and faster to read.
+    """
+    path = landing_file(home, table, day, file_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = df.select(COLUMNS[table])
+    options = {"datetime_format": "%Y-%m-%d %H:%M:%S", "float_precision": 2}
+    if file_format == "csv":
+        frame.write_csv(path, float_scientific=False, **options)
+        return
+    text = frame.write_csv(float_scientific=False, **options)
+    pl.read_csv(io.StringIO(text), infer_schema=False).write_parquet(path)
 
 
 def clear_landing(home: Path, start: date, days: int) -> None:

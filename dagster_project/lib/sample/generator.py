@@ -26,7 +26,12 @@ import numpy as np
 
 from dagster_project.lib.sample.archetypes import ORDER_VALUE_SIGMA, SECONDS_PER_DAY, TABLES
 from dagster_project.lib.sample.behaviour import Ids, draw_browse_sessions, draw_orders, draw_users
-from dagster_project.lib.sample.files import clear_landing, id_width, write_csv
+from dagster_project.lib.sample.files import (
+    FILE_FORMATS,
+    clear_landing,
+    id_width,
+    write_landing,
+)
 from dagster_project.lib.sample.frames import (
     day_items,
     day_sessions,
@@ -57,13 +62,17 @@ def generate_sample(
     seed: int,
     end_date: date | None = None,
     dirty_rate: float = 0.0,
+    file_format: str = "csv",
 ) -> GenerationSummary:
     """Write `days` days of landing files (ending at `end_date`, default yesterday UTC) for
     `users` users, plus the archetype ground truth. Reruns with the same arguments are
     byte-identical and replace the generator's partitions in the window. A `dirty_rate`
-    appends bad rows of every kind at that rate (see lib/sample/defects.py)."""
+    appends bad rows of every kind at that rate (see lib/sample/defects.py). ``file_format`` is
+    ``csv`` or ``parquet`` (the same text in both)."""
     if users < 1 or days < 1:
         raise ValueError("users and days must be >= 1")
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file format must be one of {', '.join(FILE_FORMATS)}")
     home = Path(home)
     end = end_date or (datetime.now(UTC).date() - timedelta(days=1))
     start = end - timedelta(days=days - 1)
@@ -84,7 +93,7 @@ def generate_sample(
     clear_landing(home, start, days)
     rows = dict.fromkeys(TABLES, 0)
     for (day,), part in users_df.partition_by("day", as_dict=True, maintain_order=True).items():
-        write_csv(part, home, "users", start + timedelta(days=int(day)))
+        write_landing(part, home, "users", start + timedelta(days=int(day)), file_format)
         rows["users"] += part.height
 
     order_bounds = np.searchsorted(order_day, np.arange(days + 1))
@@ -101,7 +110,7 @@ def generate_sample(
         n_orders = d_order_user.size
         s = day_sessions(rng_daily, u, day, session_user, np.arange(session_user.size) < n_orders)
         events = events_frame(s, session_user, day, next_session, next_event, ids)
-        write_csv(events, home, "events", day_date)
+        write_landing(events, home, "events", day_date, file_format)
         next_session += session_user.size
         next_event += events.height
         rows["events"] += events.height
@@ -121,8 +130,8 @@ def generate_sample(
             rng_daily, u, d_order_user, order_second, items["amount_cents"], order_idx, ids
         )
         order_items = order_items_frame(items, order_idx, catalogue, ids)
-        write_csv(orders, home, "orders", day_date)
-        write_csv(order_items, home, "order_items", day_date)
+        write_landing(orders, home, "orders", day_date, file_format)
+        write_landing(order_items, home, "order_items", day_date, file_format)
         next_order += n_orders
         rows["orders"] += orders.height
         rows["order_items"] += order_items.height
@@ -134,5 +143,5 @@ def generate_sample(
 
     (truth_dir / DEFECTS_FILE).unlink(missing_ok=True)  # a clean rerun leaves no stale record
     if dirty_rate:
-        inject_defects(home, start, end, dirty_rate, seed)
+        inject_defects(home, start, end, dirty_rate, seed, file_format)
     return GenerationSummary(start_date=start, end_date=end, users=users, rows=rows)
