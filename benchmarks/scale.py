@@ -30,29 +30,10 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_project.pipeline_run import stage_of
+
 REPO = Path(__file__).resolve().parents[1]
 STRATA = [sys.executable, "-m", "dagster_project.cli"]
-
-#: Dagster step keys -> the stage they are reported under, first match wins.
-STAGES: tuple[tuple[str, str], ...] = (
-    ("passes_expectations", "GX validations"),
-    ("ingest_", "ingestion"),
-    ("dbt_unpartitioned", "dbt: staging + dimensions"),
-    ("dbt_daily", "dbt: daily facts"),
-    ("dbt_snapshot", "dbt: snapshot marts"),
-    ("features__", "features"),
-    ("segment_clusters", "segmentation fit/score"),
-    ("user_segments_daily", "segmentation fit/score"),
-    ("segment_catalog", "segmentation fit/score"),
-    ("value_backtests", "value backtests"),
-    ("customer_value", "value fit/score"),
-    ("user_value_daily", "value fit/score"),
-    ("serving__", "publish"),
-)
-
-
-def stage_of(step_key: str) -> str:
-    return next((stage for marker, stage in STAGES if marker in step_key), "other checks")
 
 
 def tree_rss_bytes(root: int) -> int:

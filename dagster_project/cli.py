@@ -141,6 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"strata run: {exc}") from exc
 
     _print_summary(paths, report.passed, report.failed)
+    if report.stage_seconds:
+        stages = sorted(report.stage_seconds.items(), key=lambda kv: -kv[1])
+        print("time by stage: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in stages))
     if report.log_file:
         print(f"run log: {report.log_file}")
     if not report.ok:

@@ -27,6 +27,28 @@ WAREHOUSE_WAIT_SECONDS = 600.0
 
 Say = Callable[[str], None]
 
+#: Dagster step keys -> the stage a run's time is reported under; the first marker found wins.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("passes_expectations", "GX validations"),
+    ("ingest_", "ingestion"),
+    ("dbt_unpartitioned", "dbt: staging + dimensions"),
+    ("dbt_daily", "dbt: daily facts"),
+    ("dbt_snapshot", "dbt: snapshot marts"),
+    ("features__", "features"),
+    ("segment_clusters", "segmentation fit/score"),
+    ("user_segments_daily", "segmentation fit/score"),
+    ("segment_catalog", "segmentation fit/score"),
+    ("value_backtests", "value backtests"),
+    ("customer_value", "value fit/score"),
+    ("user_value_daily", "value fit/score"),
+    ("serving__", "publish"),
+)
+
+
+def stage_of(step_key: str) -> str:
+    """The stage a Dagster step belongs to (see STAGES); other asset checks otherwise."""
+    return next((stage for marker, stage in STAGES if marker in step_key), "other checks")
+
 
 class RunRefused(Exception):
     """The run cannot start (bad settings, dates or sources, a busy data directory)."""
@@ -43,6 +65,8 @@ class RunReport:
     abandoned_runs: list[str] = field(default_factory=list)
     passed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: seconds spent in each stage's Dagster steps, over all the runs this command started
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def snapshot_dates(
@@ -121,6 +145,7 @@ def _run_locked(
         say(f"building snapshot {snapshot}")
         report.ok = runner.run(DAILY_JOB, partition_key=snapshot.isoformat())
     report.passed, report.failed = runner.passed, runner.failed
+    report.stage_seconds = dict(runner.stage_seconds)
     return report
 
 
@@ -269,6 +294,7 @@ class _JobRunner:
         self.log_file = logs / f"strata-run-{datetime.now():%Y%m%dT%H%M%S}.log"
         self.passed: list[str] = []
         self.failed: list[str] = []
+        self.stage_seconds: dict[str, float] = {}
 
     def run(self, job_name: str, **kwargs) -> bool:
         job = self.definitions.resolve_job_def(job_name)
@@ -285,6 +311,11 @@ class _JobRunner:
                 tags=tags,
                 **kwargs,
             )
+        for step in self.instance.get_run_step_stats(result.run_id):
+            if step.start_time and step.end_time:
+                stage = stage_of(step.step_key)
+                seconds = step.end_time - step.start_time
+                self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         passed, failed = _check_outcomes(result)
         self.passed += passed
         self.failed += failed

@@ -68,3 +68,12 @@ def test_every_asset_has_a_group_and_kinds(definitions):
             "serving",
         }, key
         assert any(tag.startswith("dagster/kind/") for tag in node.tags), key
+
+
+def test_every_step_of_the_daily_job_is_timed_under_a_named_stage(definitions):
+    from dagster_project.pipeline_run import stage_of
+
+    job = definitions.resolve_job_def("strata_daily")
+    steps = [node.name for node in job.graph.nodes]
+    assert len(steps) > 10
+    assert [s for s in steps if stage_of(s) == "other checks"] == []
