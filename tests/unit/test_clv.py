@@ -162,6 +162,7 @@ def test_matches_lifetimes_fit_and_predictions(cdnow: pl.DataFrame) -> None:
         warnings.simplefilter("ignore")
         import pandas as pd
         from lifetimes import BetaGeoFitter, GammaGammaFitter
+        from lifetimes.utils import ConvergenceError
 
     small = cdnow.head(600)
     x, tx, T = (small[c].to_numpy() for c in ("frequency", "recency", "T"))
@@ -196,7 +197,13 @@ def test_matches_lifetimes_fit_and_predictions(cdnow: pl.DataFrame) -> None:
     gg = GammaGammaModel().fit(x[rep], m[rep])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        their_gg = GammaGammaFitter().fit(x[rep], m[rep])
+        try:
+            their_gg = GammaGammaFitter().fit(x[rep], m[rep])
+        except ConvergenceError:
+            # lifetimes' own BFGS now and then stops with "precision loss" at its default
+            # tolerance on this data (seen once in CI, not reproducible); a looser tolerance
+            # still lands within the rel 1e-4 the parameters are compared at
+            their_gg = GammaGammaFitter().fit(x[rep], m[rep], tol=1e-6)
         assert gg.params_ == pytest.approx(
             dict(zip(("p", "q", "gamma"), their_gg.params_.to_numpy(), strict=True)), rel=1e-4
         )
