@@ -99,7 +99,7 @@ def run_pipeline(
 ) -> RunReport:
     """Run the pipeline for the given snapshots (default: the latest landed day) under the data
     directory's run lock; raises RunRefused before anything runs when it cannot start."""
-    from dagster_project.lib.core.run_lock import RunLock, RunLockBusy
+    from dagster_project.lib.core.run_lock import RunLock, RunLockBusy, stop_leftover_processes
 
     lock = RunLock(paths.home)
     try:
@@ -107,6 +107,9 @@ def run_pipeline(
     except RunLockBusy as exc:
         raise RunRefused(str(exc)) from exc
     try:
+        if stopped := stop_leftover_processes(paths.home):
+            pids = ", ".join(map(str, stopped))
+            say(f"stopped {len(stopped)} process(es) left running by a killed run: {pids}")
         return _run_locked(paths, sources, day, start, end, verbose, say)
     finally:
         lock.release()
@@ -257,14 +260,23 @@ def _failure_detail(metadata: dict) -> str:
     return detail
 
 
+def root_cause_message(error) -> str:
+    """The first line of the innermost error: Dagster wraps the step's own exception."""
+    if error is None:
+        return "failed"
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "failed"
+
+
 def _check_outcomes(result) -> tuple[list[str], list[str]]:
     """Names of passed and failed checks, and failed steps with their error message."""
     passed, failed = [], []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            message = error.message.strip().splitlines()[0] if error else "failed"
-            failed.append(f"step {event.step_key}: {message}")
+            cause = root_cause_message(event.event_specific_data.error)
+            failed.append(f"step {event.step_key}: {cause}")
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         evaluation = event.event_specific_data

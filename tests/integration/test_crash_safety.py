@@ -2,8 +2,8 @@
 
 - `strata run` killed with SIGKILL while dbt writes the warehouse, and again while the
   serving copy is being written, leaves serving/strata.duckdb byte-identical and the
-  warehouse usable; the next run succeeds (it waits for the orphaned dbt child, marks the
-  abandoned Dagster runs failed and frees their pool slots).
+  warehouse usable; the next run succeeds (it stops the dbt child the killed run left
+  building models, marks the abandoned Dagster runs failed and frees their pool slots).
 - A BI client (another process) holding serving/strata.duckdb open read-only all along
   neither blocks nor breaks those runs and keeps its consistent old view; a new connection
   sees the new data.

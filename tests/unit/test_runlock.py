@@ -13,8 +13,11 @@ import duckdb
 import pytest
 
 from dagster_project.lib.core.run_lock import (
+    RUN_OWNER_ENV,
     RunLock,
     RunLockBusy,
+    leftover_processes,
+    stop_leftover_processes,
     wait_for_warehouse,
     warehouse_lock_holder,
 )
@@ -79,3 +82,50 @@ def test_waits_for_another_process_to_release_the_warehouse(tmp_path: Path):
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+SLEEP = """
+import time
+print("locked", flush=True)
+time.sleep(60)
+"""
+IGNORE_TERM = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + SLEEP
+
+
+def test_the_next_run_stops_what_a_killed_run_left_running(tmp_path: Path):
+    home, other_home = tmp_path / "home", tmp_path / "other"
+
+    def start(code: str, mark: str) -> subprocess.Popen:
+        env = {**os.environ, RUN_OWNER_ENV: mark}
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+        assert process.stdout.readline().strip() == b"locked"
+        return process
+
+    # children of a dead run on `home` (one ignores SIGTERM, like a busy child may), one of a
+    # run on another home, and one of the current holder
+    leftovers = [
+        start(SLEEP, f"{home.resolve()}|1"),
+        start(IGNORE_TERM, f"{home.resolve()}|2"),
+    ]
+    others = [start(IGNORE_TERM, f"{other_home.resolve()}|1")]
+    lock = RunLock(home)
+    lock.acquire()
+    try:
+        assert os.environ[RUN_OWNER_ENV] == f"{home.resolve()}|{os.getpid()}"
+        others.append(start(IGNORE_TERM, os.environ[RUN_OWNER_ENV]))
+        assert leftover_processes(home) == sorted(p.pid for p in leftovers)
+
+        start_time = time.monotonic()
+        assert stop_leftover_processes(home, grace=0.5, poll=0.05) == sorted(
+            p.pid for p in leftovers
+        )
+        assert time.monotonic() - start_time < 10
+        assert [p.wait(timeout=5) for p in leftovers] == [-signal.SIGTERM, -signal.SIGKILL]
+        assert all(p.poll() is None for p in others)
+        assert leftover_processes(home) == []
+    finally:
+        lock.release()
+        for process in others:
+            process.kill()
+            process.wait()
+    assert RUN_OWNER_ENV not in os.environ
