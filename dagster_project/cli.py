@@ -99,18 +99,29 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_check_sources(args: argparse.Namespace) -> int:
     from dagster_project.lib.ingestion.mapping.binding import validate
+    from dagster_project.lib.ingestion.mapping.lines import repeated_order_keys
     from dagster_project.lib.ingestion.mapping.spec import MappingError, load_mapping
 
     try:
         mapping = load_mapping(args.sources)
         validate(mapping)
+        repeated = repeated_order_keys(mapping)
     except MappingError as exc:
         print(f"strata check-sources: {exc}", file=sys.stderr)
         return 2
     print(f"{mapping.path}: valid")
     for name, table in mapping.tables.items():
         source = f"derived ({table.derive})" if table.derive else f"{len(table.files)} file(s)"
-        print(f"  {name:<12} {source:<24} columns: {', '.join(table.columns) or '-'}")
+        if table.grain == "line":
+            source += ", order lines"
+        columns = [*table.columns, *(f"items.{c}" for c in table.items)]
+        print(f"  {name:<12} {source:<24} columns: {', '.join(columns) or '-'}")
+    if repeated:
+        print(
+            f"warning: {repeated.keys:,} order key(s) repeat on {repeated.rows:,} more row(s) "
+            f"(e.g. {repeated.example!r}); ingestion rejects those rows as duplicate_id. If the "
+            "rows are order lines, declare `grain: line` on tables.orders (see the README)."
+        )
     return 0
 
 

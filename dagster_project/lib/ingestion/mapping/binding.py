@@ -74,7 +74,7 @@ def _check_columns(
 ) -> None:
     """Every named column exists and every expression binds, against this file's columns."""
     for name, column in columns.items():
-        where = f"{key}.columns.{name}"
+        where = f"{key}.{name}"
         if column.kind == "column" and column.text not in source_columns:
             raise MappingError(
                 where,
@@ -105,8 +105,9 @@ def validate(mapping: SourceMapping) -> None:
                         f"tables.{source.table}.files", f"cannot read {path}: {exc}"
                     ) from exc
                 con.register("src", header.to_arrow())
-                columns = resolve(table_mapping.columns, header.columns)
-                _check_columns(con, f"tables.{table}", path, columns, header.columns)
+                for part in ("columns", "items"):
+                    columns = resolve(getattr(table_mapping, part), header.columns)
+                    _check_columns(con, f"tables.{table}.{part}", path, columns, header.columns)
                 con.unregister("src")
         finally:
             con.close()

@@ -56,7 +56,12 @@ READER_KEYS = {
 }
 
 
-TABLE_KEYS = READER_KEYS | {"files", "columns", "derive"}
+TABLE_KEYS = READER_KEYS | {"files", "columns", "derive", "grain", "items"}
+
+
+# An orders file's grain: one row per order, or one row per order line (most retail exports:
+# Online Retail, Shopify, ERPs), from which Strata builds the orders and their order_items.
+GRAINS = ("order", "line")
 
 
 LOOKUP_KEYS = READER_KEYS | {"files"}
@@ -131,6 +136,8 @@ class TableMapping:
     reader: ReaderOptions
     columns: dict[str, ColumnMapping]
     derive: str | None = None
+    grain: str = "order"
+    items: dict[str, ColumnMapping] = field(default_factory=dict)  # line grain: order_items
 
 
 @dataclass(frozen=True)
@@ -321,23 +328,58 @@ def load_mapping(path: Path) -> SourceMapping:
         tables[table] = _table(table, table_spec, key, base_dir)
     if "orders" not in tables:
         raise MappingError("tables.orders", "required: every mapping maps orders")
+    if tables["orders"].grain == "line" and "order_items" in tables:
+        raise MappingError(
+            "tables.order_items", "comes from the order lines (tables.orders.items) at line grain"
+        )
     return SourceMapping(path=path, tables=tables, lookups=lookups)
 
 
-def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableMapping:
-    columns_spec = spec.get("columns") or {}
-    if not isinstance(columns_spec, dict):
-        raise MappingError(f"{key}.columns", "must map contract columns to source columns")
-    contract = {c.name: c for c in TABLE_SPECS[table]}
+def _columns(
+    table: str, spec: Any, key: str, exclude: tuple[str, ...] = ()
+) -> dict[str, ColumnMapping]:
+    if not isinstance(spec, dict):
+        raise MappingError(key, "must map contract columns to source columns")
+    contract = [c.name for c in TABLE_SPECS[table] if c.name not in exclude]
     columns: dict[str, ColumnMapping] = {}
-    for name, value in columns_spec.items():
+    for name, value in spec.items():
         if name not in contract:
             raise MappingError(
-                f"{key}.columns.{name}",
-                f"not a column of {table} (expected: {', '.join(contract)})",
+                f"{key}.{name}", f"not a column of {table} (expected: {', '.join(contract)})"
             )
-        kind, text = _column(value, f"{key}.columns.{name}")
+        kind, text = _column(value, f"{key}.{name}")
         columns[name] = ColumnMapping(kind, text)
+    return columns
+
+
+def _require(
+    table: str, columns: dict[str, ColumnMapping], key: str, exclude: tuple[str, ...] = ()
+) -> None:
+    for column in TABLE_SPECS[table]:
+        if _mapping_required(table, column) and column.name not in (*columns, *exclude):
+            hint = " (a constant is fine: {value: USD})" if column.name == "currency" else ""
+            raise MappingError(f"{key}.{column.name}", f"required, not mapped{hint}")
+
+
+def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, ColumnMapping]]:
+    """The orders' grain, and at line grain the order_items columns of each line."""
+    grain = spec.get("grain", "order")
+    if grain not in GRAINS:
+        raise MappingError(f"{key}.grain", f"must be one of {', '.join(GRAINS)}, got {grain!r}")
+    if grain != "order" and table != "orders":
+        raise MappingError(f"{key}.grain", "only orders have a grain")
+    if grain == "order":
+        if "items" in spec:
+            raise MappingError(f"{key}.items", "only at grain: line (the rows are order lines)")
+        return grain, {}
+    # the line's order key is the order's: items never map order_id themselves
+    items = _columns("order_items", spec.get("items") or {}, f"{key}.items", ("order_id",))
+    _require("order_items", items, f"{key}.items", ("order_id",))
+    return grain, items
+
+
+def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableMapping:
+    columns = _columns(table, spec.get("columns") or {}, f"{key}.columns")
 
     derive = spec.get("derive")
     if derive is not None:
@@ -354,13 +396,10 @@ def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableM
                 )
         return TableMapping(table, (), "", ReaderOptions(), columns, derive)
 
-    required = [c.name for c in TABLE_SPECS[table] if _mapping_required(table, c)]
-    for name in required:
-        if name not in columns:
-            hint = " (a constant is fine: {value: USD})" if name == "currency" else ""
-            raise MappingError(f"{key}.columns.{name}", f"required, not mapped{hint}")
+    _require(table, columns, f"{key}.columns")
+    grain, items = _grain(table, spec, key)
     files, pattern = _files(spec, key, base_dir)
-    return TableMapping(table, files, pattern, _reader(spec, key), columns)
+    return TableMapping(table, files, pattern, _reader(spec, key), columns, None, grain, items)
 
 
 def _mapping_required(table: str, column: ColumnSpec) -> bool:

@@ -27,6 +27,7 @@ from dagster_project.lib.ingestion.mapping.binding import (
     resolve,
     validate,
 )
+from dagster_project.lib.ingestion.mapping.lines import orders_from_lines
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
     MAPPED_FILE,
@@ -44,6 +45,7 @@ from dagster_project.lib.ingestion.mapping.spec import (
 class _Staged:
     frame: pl.DataFrame  # contract text columns + lineage + __day
     files: dict[str, int]
+    items: pl.DataFrame | None = None  # line grain: the order_items of the same lines
 
 
 def _stage_table(
@@ -51,7 +53,7 @@ def _stage_table(
     mapping: TableMapping,
     extra: dict[str, ColumnMapping] | None = None,
 ) -> _Staged:
-    frames, files = [], {}
+    frames, item_frames, files = [], [], {}
     key = f"tables.{mapping.table}"
     for path in mapping.files:
         try:
@@ -61,20 +63,28 @@ def _stage_table(
         files[str(path)] = source.height
         columns = resolve(mapping.columns, source.columns)
         extra_resolved = resolve(extra, source.columns) if extra else {}
+        part = "columns"
         try:
             frames.append(
                 evaluate(con, mapping.table, source, columns, mapping.reader, extra_resolved)
             )
+            if mapping.grain == "line":
+                part = "items"
+                items = {"order_id": columns["order_id"], **resolve(mapping.items, source.columns)}
+                item_frames.append(evaluate(con, "order_items", source, items, mapping.reader))
         except duckdb.Error as exc:  # e.g. a lookup subquery that returns two rows
             message = str(exc).splitlines()[0]
-            raise MappingError(f"{key}.columns", f"evaluating on {path} failed: {message}") from exc
+            raise MappingError(f"{key}.{part}", f"evaluating on {path} failed: {message}") from exc
     frame = pl.concat(frames, how="vertical")
+    if mapping.grain == "line":  # after every file: an order's lines may span files
+        frame = orders_from_lines(con, frame)
     column = next((c.name for c in TABLE_SPECS[mapping.table] if c.partition_time), None)
     day = day_expr(column) if column else pl.lit(None, dtype=pl.Date)
     frame = frame.with_columns(day.alias("__day"))
     if column:
         check_timestamps(f"tables.{mapping.table}.columns.{column}", frame, column, mapping.reader)
-    return _Staged(frame, files)
+    items = pl.concat(item_frames, how="vertical") if item_frames else None
+    return _Staged(frame, files, items)
 
 
 def _derive_users(orders: pl.DataFrame, extra: list[str]) -> pl.DataFrame:
@@ -128,6 +138,9 @@ def stage(
             staged[table] = _stage_table(con, source, derived_extra if table == "orders" else None)
         finally:
             con.close()
+    if staged["orders"].items is not None:
+        items = staged["orders"].items.with_columns(pl.lit(None, dtype=pl.Date).alias("__day"))
+        staged["order_items"] = _Staged(items, staged["orders"].files)
     if users is not None and users.derive:
         orders = staged["orders"]
         staged["users"] = _Staged(_derive_users(orders.frame, list(derived_extra)), {})

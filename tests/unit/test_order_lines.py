@@ -1,0 +1,160 @@
+"""Line-grain sources: orders and their order_items built from one export of invoice lines."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from test_sources import landed, write
+
+from dagster_project.lib.ingestion.ingest import ingest_partitions
+from dagster_project.lib.ingestion.landing import landed_dates
+from dagster_project.lib.ingestion.mapping.spec import MappingError, load_mapping
+from dagster_project.lib.ingestion.mapping.staging import stage_sources
+
+TODAY = date(2024, 6, 1)
+HEADER = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+# Online Retail II's layout: one row per invoice line, Customer ID written as a float.
+DECEMBER = HEADER + (
+    "489434,85048,CUSHION,3,12/1/2023 7:50,0.10,13085.0,United Kingdom\n"  # line 2
+    "489434,79323P,LIGHTS,1,12/1/2023 7:45,0.20,13085.0,United Kingdom\n"  # 3: earliest
+    "489434,79323P,LIGHTS,1,12/1/2023 7:45,0.20,13085.0,United Kingdom\n"  # 4: exact duplicate
+    "489435,22087,BUNTING,2,12/2/2023 10:10,2.95,,United Kingdom\n"  # 5: a guest (no user)
+    "489436,21871,MUG,many,12/2/2023 11:00,1.25,16321.0,Australia\n"  # 6: unreadable quantity
+    "489436,21872,MUG LID,1,12/2/2023 11:00,0.75,16321.0,Australia\n"  # 7
+    ",21873,NO INVOICE,1,12/2/2023 11:00,0.75,16321.0,Australia\n"  # 8: no order key
+    "489437,21874,SPLIT,1,12/2/2023 12:00,1.00,16321.0,Australia\n"  # 9: continues below
+)
+JANUARY = HEADER + "489437,21875,SPLIT TOO,2,1/3/2024 9:00,1.50,16321.0,Australia\n"
+MAPPING = """
+version: 1
+tables:
+  orders:
+    files: retail/*.csv
+    grain: line
+    timestamp_format: "%m/%d/%Y %H:%M"
+    columns:
+      order_id: Invoice
+      user_id: "cast(try_cast(\\"Customer ID\\" as double) as bigint)"
+      ordered_at: InvoiceDate
+      amount: num(Quantity) * num(Price)
+      currency: {value: GBP}
+      status: {value: completed}
+    items:
+      product_id: StockCode
+      category: Description
+      quantity: Quantity
+      unit_price: Price
+"""
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> tuple[Path, Path, Path]:
+    december = write(tmp_path / "src" / "retail" / "2023-12.csv", DECEMBER)
+    january = write(tmp_path / "src" / "retail" / "2024-01.csv", JANUARY)
+    return write(tmp_path / "src" / "retail.yml", MAPPING), december, january
+
+
+def test_one_order_per_invoice_with_the_exact_sum_of_its_lines(tmp_path, export):
+    mapping, december, january = export
+    landing = tmp_path / "landing"
+
+    summary = stage_sources(mapping, landing, today=TODAY)
+
+    orders = landed(landing, "orders").sort("order_id", nulls_last=True)
+    by_invoice = {row["order_id"]: row for row in orders.iter_rows(named=True)}
+    assert list(by_invoice) == ["489434", "489435", "489436", "489437", None]
+    first = by_invoice["489434"]
+    # 3 x 0.10 + 0.20 + 0.20 exactly (a float sum gives 0.7000000000000001), duplicate included
+    assert first["amount"] == "0.700000"
+    assert first["ordered_at"] == "2023-12-01 07:45:00.000000"  # the earliest line
+    assert (first["user_id"], first["_source_line"], first["day"]) == ("13085", 2, "2023-12-01")
+    assert by_invoice["489435"]["user_id"] is None  # ingestion accounts for the guest
+    # the order with an unreadable line keeps that line's value and lineage
+    broken = by_invoice["489436"]
+    assert (broken["amount"], broken["_source_line"]) == (None, 6)
+    # lines of one invoice in two files: one order, dated by its first line
+    split = by_invoice["489437"]
+    assert (split["amount"], split["_source_file"], split["day"]) == (
+        "4.000000",
+        str(december),
+        "2023-12-02",
+    )
+    assert by_invoice[None]["_source_line"] == 8  # no order key: a row of its own
+
+    items = landed(landing, "order_items").sort("_source_file", "_source_line")
+    assert items.height == 9  # every line, the exact duplicate too
+    assert items.select("_source_line").to_series().to_list() == [2, 3, 4, 5, 6, 7, 8, 9, 2]
+    assert items.filter(pl.col("order_id") == "489434")["product_id"].to_list() == [
+        "85048",
+        "79323P",
+        "79323P",
+    ]
+    # items belong to their order's day, also the January line of a December order
+    assert items.filter(pl.col("order_id") == "489437")["day"].to_list() == ["2023-12-02"] * 2
+    assert summary.tables["orders"].rows == 5
+    assert summary.tables["order_items"].rows == 9
+    assert summary.tables["orders"].files == {str(december): 8, str(january): 1}
+
+
+def test_every_line_is_ingested_or_quarantined_with_its_file_and_line(tmp_path, export):
+    mapping, _, _ = export
+    landing = tmp_path / "landing"
+    stage_sources(mapping, landing, today=TODAY)
+    con = duckdb.connect()
+    days = landed_dates(landing, "orders")
+    for table in ("orders", "order_items"):
+        ingest_partitions(con, landing, table, days, "r1")
+
+    rejected = con.execute(
+        "select _source_line, _kind from quarantine.orders order by 1"
+    ).fetchall()
+    # the guest (a kind of its own is the next step), the unreadable quantity, no invoice
+    assert rejected == [(5, "missing_value"), (6, "missing_value"), (8, "missing_value")]
+    accepted = con.execute("select order_id, amount from raw.orders order by 1").fetchall()
+    assert [(o, float(a)) for o, a in accepted] == [
+        ("489434", 0.7),
+        ("489437", 4.0),
+    ]
+    lines = (
+        con.execute("select count(*) from raw.order_items").fetchone()[0]
+        + con.execute("select count(*) from quarantine.order_items").fetchone()[0]
+    )
+    assert lines == 9
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "message"),
+    [
+        ("    grain: line\n", "tables.orders.items.quantity", "required, not mapped"),
+        ("grain: line", "tables.orders.grain", "must be one of order, line"),
+    ],
+)
+def test_a_wrong_line_grain_mapping_names_its_key(tmp_path, export, change, key, message):
+    mapping, _, _ = export
+    text = MAPPING.replace("      quantity: Quantity\n", "") if "\n" in change else MAPPING
+    if "\n" not in change:
+        text = text.replace(change, "grain: lines")
+    mapping.write_text(text)
+    with pytest.raises(MappingError, match=message) as raised:
+        load_mapping(mapping)
+    assert str(raised.value).startswith(key)
+
+
+def test_check_sources_warns_when_order_keys_repeat_at_order_grain(tmp_path, export, capsys):
+    from dagster_project.cli import main
+
+    mapping, _, _ = export
+    assert main(["check-sources", str(mapping)]) == 0
+    assert "order lines" in capsys.readouterr().out
+
+    mapping.write_text(MAPPING.replace("    grain: line\n", "").split("    items:")[0])
+    assert main(["check-sources", str(mapping)]) == 0
+    output = capsys.readouterr().out
+    # 489434 three times, 489436 and 489437 twice: 3 keys, 4 rows beyond their first
+    assert "warning: 3 order key(s) repeat on 4 more row(s) (e.g. '489434')" in output
+    assert "grain: line" in output
