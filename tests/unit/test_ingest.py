@@ -56,7 +56,9 @@ def test_good_rows_are_typed_and_bad_rows_quarantined_with_reason_file_and_line(
     ).fetchall()
     assert [(r[0], r[3]) for r in rejected] == [("o2", 3), ("o3", 4), ("o4", 5), ("o5", 6)]
     assert rejected[0][1] == "unparseable amount: 'abc'"
-    assert rejected[1][1] == "missing user_id"
+    assert rejected[1][1] == "no user_id (a guest)"
+    # the guest is kept in quarantine but is not a reject: 3 of 5 rows are
+    assert (stats.guest_rows, stats.reject_share) == (1, 0.6)
     assert rejected[2][1] == "ordered_at outside partition 2024-03-05"
     assert rejected[3][1] == "negative amount"
     assert {r[2] for r in rejected} == {str(path)}

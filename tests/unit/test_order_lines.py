@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from test_sources import landed, write
 
+from dagster_project.lib.ingestion.audit import partition_audit_query
 from dagster_project.lib.ingestion.ingest import ingest_partitions
 from dagster_project.lib.ingestion.landing import landed_dates
 from dagster_project.lib.ingestion.mapping.spec import MappingError, load_mapping
@@ -112,18 +113,24 @@ def test_every_line_is_ingested_or_quarantined_with_its_file_and_line(tmp_path, 
     rejected = con.execute(
         "select _source_line, _kind from quarantine.orders order by 1"
     ).fetchall()
-    # the guest (a kind of its own is the next step), the unreadable quantity, no invoice
-    assert rejected == [(5, "missing_value"), (6, "missing_value"), (8, "missing_value")]
+    # the guest, the unreadable quantity, the line without an invoice
+    assert rejected == [(5, "no_user"), (6, "missing_value"), (8, "missing_value")]
     accepted = con.execute("select order_id, amount from raw.orders order by 1").fetchall()
     assert [(o, float(a)) for o, a in accepted] == [
         ("489434", 0.7),
         ("489437", 4.0),
     ]
     lines = (
-        con.execute("select count(*) from raw.order_items").fetchone()[0]
-        + con.execute("select count(*) from quarantine.order_items").fetchone()[0]
+        con.execute("select count(*) from raw.order_items").fetchall()[0][0]
+        + con.execute("select count(*) from quarantine.order_items").fetchall()[0][0]
     )
     assert lines == 9
+
+    # on 2023-12-02, 4 orders landed: the guest is kept apart, 2 of 4 are rejects
+    day = date(2023, 12, 2)
+    audit = con.sql(partition_audit_query("orders"), params={"first": day, "last": day}).pl()
+    assert audit.select("rows_landed", "rows_quarantined", "guest_rows").row(0) == (4, 3, 1)
+    assert audit.select("reject_share", "guest_share").row(0) == (0.5, 0.25)
     con.close()
 
 

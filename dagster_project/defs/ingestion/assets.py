@@ -75,6 +75,8 @@ def _ingestion_asset(table: str) -> dg.AssetsDefinition:
             metadata={
                 "dagster/row_count": sum(s.rows_quarantined for s in stats),
                 "kinds": dg.MetadataValue.json(kinds),
+                # orders and events without a user id: kept, but not counted as rejects
+                "guest_rows": sum(s.guest_rows for s in stats),
                 # the most frequent reasons only: unparseable values make many distinct ones
                 "reasons": dg.MetadataValue.json(
                     dict(sorted(reasons.items(), key=lambda item: -item[1])[:20])

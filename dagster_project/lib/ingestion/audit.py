@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster_project.lib.ingestion.contract import PARENTS, time_column
+from dagster_project.lib.ingestion.contract import KIND_NO_USER, PARENTS, time_column
 
 
 def validation_query(table: str, parent_given: bool) -> str:
@@ -30,7 +30,8 @@ def validation_query(table: str, parent_given: bool) -> str:
 
 def partition_audit_query(table: str) -> str:
     """One row per day of [$first, $last]: what landed, what was accepted and quarantined
-    (as recorded and as actually stored), the reject share and the data's staleness."""
+    (as recorded and as actually stored), the reject share (guests apart: ``guest_rows`` and
+    ``guest_share``) and the data's staleness."""
     ts = time_column(table)
     latest = (
         f"""daily_latest as (
@@ -54,7 +55,9 @@ def partition_audit_query(table: str) -> str:
         where _partition_date between $first and $last group by 1
     ),
     quarantine_rows as (
-        select _partition_date as d, count(*) as n from quarantine.{table}
+        select _partition_date as d, count(*) as n,
+            count(*) filter (where _kind = '{KIND_NO_USER}') as guests
+        from quarantine.{table}
         where _partition_date between $first and $last group by 1
     ),
     {latest}
@@ -67,8 +70,14 @@ def partition_audit_query(table: str) -> str:
         audit.rows_landed - audit.rows_accepted - audit.rows_quarantined as unaccounted_rows,
         coalesce(raw_rows.n, 0) as raw_rows,
         coalesce(quarantine_rows.n, 0) as quarantine_rows,
+        coalesce(quarantine_rows.guests, 0) as guest_rows,
+        -- guests (no user id) are real activity, not bad data: outside the reject share
         case when audit.rows_landed > 0
-            then audit.rows_quarantined / audit.rows_landed else 0.0 end as reject_share,
+            then (audit.rows_quarantined - coalesce(quarantine_rows.guests, 0))
+                / audit.rows_landed else 0.0 end as reject_share,
+        case when audit.rows_landed > 0
+            then coalesce(quarantine_rows.guests, 0) / audit.rows_landed else 0.0
+            end as guest_share,
         (select max(latest) from daily_latest where daily_latest.d <= days.partition_date)
             as latest_at,
         date_diff('second',

@@ -59,6 +59,12 @@ KIND_MISSING = "missing_value"
 KIND_UNPARSEABLE = "unparseable"
 
 
+# An order or event without a user id: a guest checkout or an anonymous visit, real activity
+# that belongs to no one Strata can segment. Kept in quarantine like any reject, but it is not
+# bad data, so it has its own kind and does not count toward the reject share.
+KIND_NO_USER = "no_user"
+
+
 KIND_NEGATIVE = "negative_amount"
 
 
@@ -157,10 +163,12 @@ class IngestStats:
     rows_quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
+    guest_rows: int = 0  # quarantined only for having no user id
 
     @property
     def reject_share(self) -> float:
-        return self.rows_quarantined / self.rows_landed if self.rows_landed else 0.0
+        rejects = self.rows_quarantined - self.guest_rows
+        return rejects / self.rows_landed if self.rows_landed else 0.0
 
 
 def raw_table_ddl(table: str) -> str:

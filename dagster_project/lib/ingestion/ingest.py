@@ -9,6 +9,7 @@ and ``audit.ingested_partitions`` records landed = accepted + quarantined per da
 Row-level problems (each a ``kind``):
 
 - ``missing_value`` / ``unparseable``: a required value is empty, or a value cannot be typed;
+- ``no_user``: an order or event without a user id (a guest); kept apart from the reject share;
 - ``negative_amount``: a negative amount, price or quantity;
 - ``future_timestamp`` / ``outside_partition``: the row's timestamp is after / before its day;
 - ``duplicate_id``: the id was already accepted earlier (an earlier day, or an earlier line of
@@ -38,6 +39,7 @@ from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
     ID_COLUMNS,
     KIND_DUPLICATE,
+    KIND_NO_USER,
     KIND_ORPHAN,
     PARENTS,
     SOURCE_FILE_COLUMN,
@@ -326,6 +328,9 @@ def _stats(
     )
     for day, kind, count in exploded.group_by("_partition_date", "_kind").len().rows():
         kinds.setdefault(day, {})[kind] = count
+    guests = dict(
+        rejected.filter(pl.col("_kind") == KIND_NO_USER).group_by("_partition_date").len().rows()
+    )
     stats = []
     for day, files in files_by_day.items():
         quarantined = sum(reasons.get(day, {}).values())
@@ -339,6 +344,7 @@ def _stats(
                 rows_quarantined=quarantined,
                 reasons=dict(sorted(reasons.get(day, {}).items())),
                 kinds=dict(sorted(kinds.get(day, {}).items())),
+                guest_rows=guests.get(day, 0),
             )
         )
     return stats

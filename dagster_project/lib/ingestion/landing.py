@@ -13,6 +13,7 @@ from dagster_project.lib.ingestion.contract import (
     KIND_FUTURE,
     KIND_MISSING,
     KIND_NEGATIVE,
+    KIND_NO_USER,
     KIND_OUTSIDE,
     KIND_UNPARSEABLE,
     LANDING_SUFFIXES,
@@ -141,7 +142,9 @@ def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         raw = pl.col(spec.name)
         value = pl.col(f"__typed_{spec.name}")
         blank = raw.is_null() | (raw.str.strip_chars() == "")
-        if spec.required:
+        if spec.required and spec.name == "user_id" and table != "users":
+            problems.append((blank, pl.lit("no user_id (a guest)"), KIND_NO_USER))
+        elif spec.required:
             problems.append((blank, pl.lit(f"missing {spec.name}"), KIND_MISSING))
         problems.append(
             (
