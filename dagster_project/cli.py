@@ -50,38 +50,45 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dagster_project.lib.sample.generator import generate_sample
 
     paths = settings.strata_paths(args.home)
-    if not 0.0 <= args.dirty_rate <= 1.0:
-        raise SystemExit("strata generate: --dirty-rate is a share of rows between 0 and 1")
+    if args.dirty_rate and args.dirty_kind_rate:
+        raise SystemExit("strata generate: give --dirty-rate or --dirty-kind-rate, not both")
+    per_kind = bool(args.dirty_kind_rate)
+    rate = args.dirty_kind_rate if per_kind else args.dirty_rate
+    if not (0.0 <= rate <= 1.0 if per_kind else 0.0 <= rate < 1.0):
+        raise SystemExit("strata generate: the dirty rate is a share of rows, from 0 to below 1")
     summary = generate_sample(
         paths.home,
         users=args.users,
         days=args.days,
         seed=args.seed,
         end_date=args.end_date,
-        dirty_rate=args.dirty_rate,
+        dirty_rate=rate,
         file_format=args.format,
+        dirty_per_kind=per_kind,
     )
     print(f"generated {summary.users} users, {summary.start_date} .. {summary.end_date}")
     for table, rows in summary.rows.items():
         print(f"  {table:<12} {rows:>10,} rows")
     print(f"landing files: {paths.landing}")
     print(f"ground truth (never read by the pipeline): {paths.truth / 'archetypes.parquet'}")
-    if args.dirty_rate:
+    if rate:
         import polars as pl
 
-        from dagster_project.lib.sample.defects import DEFECTS_FILE
+        from dagster_project.lib.sample.defects import DEFECTS_FILE, kinds_for
 
         defects = pl.read_parquet(paths.truth / DEFECTS_FILE)
-        print(f"injected {defects.height:,} bad rows (each kind at rate {args.dirty_rate}):")
+        how = f"each kind at rate {rate}" if per_kind else f"{rate:.0%} of each table's rows"
+        print(f"injected {defects.height:,} bad rows ({how}):")
         for table, kind, count in (
             defects.group_by("table", "kind").len().sort("table", "kind").rows()
         ):
             print(f"  {table:<12} {kind:<18} {count:>8,}")
         print(f"record of every injected row: {paths.truth / DEFECTS_FILE}")
-        share = 1 - 1 / (1 + 5 * args.dirty_rate)
+        kinds = len(kinds_for("orders"))
+        share = 1 - 1 / (1 + kinds * rate) if per_kind else rate
         if share > settings.max_reject_share():
             print(
-                f"note: up to ~{share:.0%} of a day's orders are bad, above the "
+                f"note: about {share:.0%} of a day's orders are bad, above the "
                 f"{settings.max_reject_share():.0%} that stops a run; to run through, use "
                 f"`strata run --max-reject-share {min(1.0, round(share + 0.1, 1))}`"
             )
@@ -213,8 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dirty-rate",
         type=float,
         default=0.0,
-        help="append bad rows of every kind at this rate per table and kind (e.g. 0.05), "
-        "recorded in truth/injected_defects.parquet",
+        help="make this share of each table's rows bad (e.g. 0.05), spread over every kind of "
+        "defect; recorded in truth/injected_defects.parquet",
+    )
+    gen.add_argument(
+        "--dirty-kind-rate",
+        type=float,
+        default=0.0,
+        help="instead: bad rows of each kind at this rate (5 kinds at 0.05: a fifth of the rows)",
     )
     gen.add_argument(
         "--format",

@@ -252,7 +252,7 @@ def _failure_detail(metadata: dict) -> str:
         detail += f" (e.g. {sample})"
     if first.get("window"):
         detail += f" [days {first['window']}]"
-    if first.get("column") == "reject_share":
+    if first.get("column") == "reject_share_lower":
         detail += (
             ". The rejected rows are in quarantine.<table> with reason, file and line; if "
             "they are expected, rerun with --max-reject-share (or STRATA_MAX_REJECT_SHARE)"

@@ -1,5 +1,6 @@
-"""`strata generate --dirty-rate`: every injected row ends in quarantine with its kind, and
-too many rejects stop the run before anything downstream is built."""
+"""`strata generate --dirty-rate`: at 5 % of the rows the run passes the default guard with
+every injected row in quarantine with its kind; too many rejects stop the run before anything
+downstream is built."""
 
 from datetime import date
 
@@ -25,22 +26,23 @@ def test_injected_rows_are_quarantined_by_kind_and_too_many_stop_the_run(
 ):
     home = tmp_path / "home"
     paths = settings.strata_paths(home)
-    generate_sample(home, users=120, days=12, seed=5, end_date=END, dirty_rate=0.05)
+    generate_sample(home, users=120, days=12, seed=5, end_date=END, dirty_rate=0.3)
     monkeypatch.setenv("STRATA_HOME", str(paths.home))
     monkeypatch.delenv("STRATA_MAX_REJECT_SHARE", raising=False)
     job = definitions.resolve_job_def("strata_ingest")
     instance = dg.DagsterInstance.ephemeral()
 
-    # each kind at 5 %: about a fifth of the rows are bad, above the 10 % default
+    # 30 % of the rows bad: far above the 10 % default
     stopped = job.execute_in_process(instance=instance, tags=RANGE_TAGS, raise_on_error=False)
     assert not stopped.success
     failed = failed_checks(stopped)
     assert "raw/users:raw_partitions_passes_expectations" in failed
     failures = failed["raw/users:raw_partitions_passes_expectations"]
-    assert any(f["column"] == "reject_share" for f in failures.metadata["failures"].value)
+    assert any(f["column"] == "reject_share_lower" for f in failures.metadata["failures"].value)
     assert "marts/fct_orders" not in materialized(stopped)
 
-    monkeypatch.setenv("STRATA_MAX_REJECT_SHARE", "0.5")
+    # 5 % of each table's rows: below the default guard, also on days of a dozen users
+    generate_sample(home, users=120, days=12, seed=5, end_date=END, dirty_rate=0.05)
     accepted = job.execute_in_process(instance=instance, tags=RANGE_TAGS, raise_on_error=False)
     assert accepted.success
     assert "marts/fct_orders" in materialized(accepted)

@@ -29,21 +29,46 @@ def homes(tmp_path_factory) -> tuple[Path, Path]:
     return clean, dirty
 
 
-def test_every_kind_is_injected_at_about_the_rate_and_recorded(homes):
+def clean_rows(home: Path, table: str) -> int:
+    return sum(
+        pl.read_csv(p, infer_schema=False).height
+        for p in (home / "landing" / table).glob("date=*/part-00000.csv")
+    )
+
+
+def test_the_rate_is_the_share_of_each_tables_rows_spread_over_the_kinds(homes):
     clean, dirty = homes
     injected = pl.read_parquet(dirty / "truth" / DEFECTS_FILE)
     assert not (clean / "truth" / DEFECTS_FILE).exists()
 
     for table in CONTRACT_TABLES:
-        rows = sum(
-            pl.read_csv(p, infer_schema=False).height
-            for p in (clean / "landing" / table).glob("date=*/part-00000.csv")
-        )
+        rows = clean_rows(clean, table)
         counts = dict(injected.filter(pl.col("table") == table).group_by("kind").len().rows())
         assert set(counts) == set(kinds_for(table)), table
+        # Poisson(rows x RATE / (1 - RATE)) bad rows: bad / (clean + bad) is RATE on average
+        expected = rows * RATE / (1 - RATE)
+        total = sum(counts.values())
+        assert abs(total - expected) <= 5 * expected**0.5 + 1, (table, total, expected)
+        share = expected / len(counts)  # each kind an equal share of them
         for kind, count in counts.items():
-            # Binomial(rows, RATE): within 5 standard deviations of rows x RATE
-            sd = (rows * RATE * (1 - RATE)) ** 0.5
+            assert abs(count - share) <= 5 * share**0.5 + 1, (table, kind, count, share)
+
+
+def test_per_kind_rates_inject_each_kind_at_the_rate(tmp_path):
+    generate_sample(
+        tmp_path,
+        users=USERS,
+        days=DAYS,
+        seed=SEED,
+        end_date=END,
+        dirty_rate=RATE,
+        dirty_per_kind=True,
+    )
+    injected = pl.read_parquet(tmp_path / "truth" / DEFECTS_FILE)
+    for table in ("orders", "events"):
+        rows = clean_rows(tmp_path, table) - injected.filter(pl.col("table") == table).height
+        for kind, count in injected.filter(pl.col("table") == table).group_by("kind").len().rows():
+            sd = (rows * RATE * (1 - RATE)) ** 0.5  # Binomial(rows, RATE)
             assert abs(count - rows * RATE) <= 5 * sd + 1, (table, kind, count, rows)
 
 

@@ -293,3 +293,24 @@ def test_stale_dates_are_new_changed_or_vanished_days(tmp_path, con):
     )
     first.unlink()
     assert stale_dates(con, tmp_path) == [DAY, NEXT]
+
+
+@pytest.mark.parametrize(
+    ("rejects", "landed", "stops_at_10_percent"),
+    [
+        (1, 3, False),  # one bad row of a tiny day: arithmetic, not breakage
+        (2, 10, False),
+        (1_100, 10_000, True),  # 11 % of a real day
+        (40, 100, True),
+        (0, 0, False),
+    ],
+)
+def test_the_reject_guard_judges_a_day_with_its_size_in_mind(rejects, landed, stops_at_10_percent):
+    from dagster_project.lib.ingestion.audit import wilson_lower_sql
+
+    share = rejects / landed if landed else 0.0
+    day = f"(select {share}::double as share, {landed} as n)"
+    sql = f"select {wilson_lower_sql('share', 'n')} from {day}"
+    lower = duckdb.sql(sql).fetchall()[0][0]
+    assert 0.0 <= lower <= share
+    assert (lower > 0.10) is stops_at_10_percent

@@ -122,6 +122,8 @@ def good_frames() -> dict[str, pd.DataFrame]:
             "raw_rows": [95, 0],
             "quarantine_rows": [5, 0],
             "reject_share": [0.05, 0.0],
+            "reject_share_lower": [0.02, 0.0],
+            "guest_rows": [0, 0],
             "latest_at": _ts("2024-03-01 23:00:00", "2024-03-01 23:00:00"),
             "staleness_days": [1 / 24, 1 + 1 / 24],
         }
@@ -321,13 +323,13 @@ def test_rows_are_bounded_by_their_own_day_in_a_multi_day_window() -> None:
 
 def test_partition_audit_defects_fail() -> None:
     frame = good_frames()["raw_partitions"].copy()
-    frame.loc[0, "reject_share"] = 0.25  # above the 10 % default
+    frame.loc[0, "reject_share_lower"] = 0.25  # above the 10 % default
     frame.loc[1, "unaccounted_rows"] = 3  # rows lost between landing and raw/quarantine
     frame.loc[0, "raw_rows"] = 94  # raw does not hold what ingestion accepted
     frame.loc[1, "staleness_days"] = 9.0
     result = validate_frame(frame, "raw_partitions", EXPECTATIONS, WINDOW)
     assert not result.success
-    assert only_failure(result, "expect_column_values_to_be_between", "reject_share")
+    assert only_failure(result, "expect_column_values_to_be_between", "reject_share_lower")
     assert only_failure(result, "expect_column_values_to_be_between", "unaccounted_rows")
     assert only_failure(result, "expect_column_pair_values_to_be_equal", "raw_rows,rows_accepted")
     assert only_failure(result, "expect_column_values_to_be_between", "staleness_days")

@@ -31,7 +31,7 @@ def validation_query(table: str, parent_given: bool) -> str:
 def partition_audit_query(table: str) -> str:
     """One row per day of [$first, $last]: what landed, what was accepted and quarantined
     (as recorded and as actually stored), the reject share (guests apart: ``guest_rows`` and
-    ``guest_share``) and the data's staleness."""
+    ``guest_share``) with its lower 95 % bound, and the data's staleness."""
     ts = time_column(table)
     latest = (
         f"""daily_latest as (
@@ -60,33 +60,58 @@ def partition_audit_query(table: str) -> str:
         from quarantine.{table}
         where _partition_date between $first and $last group by 1
     ),
-    {latest}
+    {latest},
+    counted as (
+        select
+            days.partition_date,
+            audit.*,
+            coalesce(raw_rows.n, 0) as raw_rows,
+            coalesce(quarantine_rows.n, 0) as quarantine_rows,
+            -- guests (no user id) are real activity, not bad data: outside the reject share
+            coalesce(quarantine_rows.guests, 0) as guest_rows,
+            audit.rows_quarantined - coalesce(quarantine_rows.guests, 0) as rejects,
+            case when audit.rows_landed > 0
+                then (audit.rows_quarantined - coalesce(quarantine_rows.guests, 0))
+                    / audit.rows_landed else 0.0 end as reject_share
+        from days
+        left join audit on audit.partition_date = days.partition_date
+        left join raw_rows on raw_rows.d = days.partition_date
+        left join quarantine_rows on quarantine_rows.d = days.partition_date
+    )
     select
-        days.partition_date,
-        audit.run_id,
-        audit.rows_landed,
-        audit.rows_accepted,
-        audit.rows_quarantined,
-        audit.rows_landed - audit.rows_accepted - audit.rows_quarantined as unaccounted_rows,
-        coalesce(raw_rows.n, 0) as raw_rows,
-        coalesce(quarantine_rows.n, 0) as quarantine_rows,
-        coalesce(quarantine_rows.guests, 0) as guest_rows,
-        -- guests (no user id) are real activity, not bad data: outside the reject share
-        case when audit.rows_landed > 0
-            then (audit.rows_quarantined - coalesce(quarantine_rows.guests, 0))
-                / audit.rows_landed else 0.0 end as reject_share,
-        case when audit.rows_landed > 0
-            then coalesce(quarantine_rows.guests, 0) / audit.rows_landed else 0.0
-            end as guest_share,
-        (select max(latest) from daily_latest where daily_latest.d <= days.partition_date)
+        partition_date,
+        run_id,
+        rows_landed,
+        rows_accepted,
+        rows_quarantined,
+        rows_landed - rows_accepted - rows_quarantined as unaccounted_rows,
+        raw_rows,
+        quarantine_rows,
+        guest_rows,
+        reject_share,
+        {wilson_lower_sql("reject_share", "rows_landed")} as reject_share_lower,
+        case when rows_landed > 0 then guest_rows / rows_landed else 0.0 end as guest_share,
+        (select max(latest) from daily_latest where daily_latest.d <= counted.partition_date)
             as latest_at,
         date_diff('second',
-            (select max(latest) from daily_latest where daily_latest.d <= days.partition_date),
-            cast(days.partition_date as timestamp) + interval 1 day
+            (select max(latest) from daily_latest where daily_latest.d <= counted.partition_date),
+            cast(counted.partition_date as timestamp) + interval 1 day
         ) / 86400.0 as staleness_days
-    from days
-    left join audit on audit.partition_date = days.partition_date
-    left join raw_rows on raw_rows.d = days.partition_date
-    left join quarantine_rows on quarantine_rows.d = days.partition_date
-    order by days.partition_date
+    from counted
+    order by partition_date
     """
+
+
+# One-sided 95 %: a day fails the reject guard only when its share is above the bound with
+# that confidence, so one bad row among 3 does not stop a run and 11 % of 10,000 does.
+_Z = 1.6448536269514722
+
+
+def wilson_lower_sql(share: str, n: str) -> str:
+    """The lower Wilson score bound of a binomial share (0 for an empty day)."""
+    z2 = _Z * _Z
+    return (
+        f"case when {n} > 0 then greatest(0.0, ({share} + {z2} / (2 * {n}) - {_Z} * sqrt("
+        f"greatest(0.0, {share} * (1 - {share}) / {n} + {z2} / (4 * {n} * {n})))) "
+        f"/ (1 + {z2} / {n})) else 0.0 end"
+    )

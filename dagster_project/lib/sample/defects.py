@@ -1,10 +1,13 @@
 """Dirty-data mode of the sample generator: bad rows of every kind, and a record of them.
 
-`inject_defects` appends bad rows to the landing CSVs the generator wrote: for every table,
-day and kind of defect that applies to the table, Binomial(rows that day, rate) rows, each
-built from a random clean row of the same day. Every injected row is written to
-`truth/injected_defects.parquet` (table, kind, key, partition_date, file, line), which the
-pipeline never reads: a test compares it with the quarantine, kind by kind.
+`inject_defects` appends bad rows to the landing files the generator wrote, each built from a
+random clean row of the same day. The rate is the share of each table's rows that are bad,
+spread evenly over the kinds that apply to the table: a day of n clean rows gets
+Poisson(n * rate / (1 - rate)) bad rows (so bad / all is the rate on average), split over the
+kinds by a multinomial draw. With ``per_kind`` every kind gets Binomial(n, rate) rows instead
+(about kinds x rate of the rows are bad: 5 kinds at 5 % is a fifth). Every injected row is
+written to `truth/injected_defects.parquet` (table, kind, key, partition_date, file, line),
+which the pipeline never reads: a test compares it with the quarantine, kind by kind.
 
 Each bad row carries exactly one defect and nothing refers to it, so its rejection never
 cascades: injected orders get fresh order ids (no items point at them), orphans point at
@@ -93,12 +96,29 @@ def _bad_row(
     return row
 
 
+def _bad_counts(
+    clean_rows: int, kinds: tuple[str, ...], rate: float, per_kind: bool, rng: np.random.Generator
+) -> list[int]:
+    if per_kind:
+        return [int(rng.binomial(clean_rows, rate)) for _ in kinds]
+    total = int(rng.poisson(clean_rows * rate / (1.0 - rate)))
+    return [int(n) for n in rng.multinomial(total, [1.0 / len(kinds)] * len(kinds))]
+
+
 def inject_defects(
-    home: Path, start: date, end: date, rate: float, seed: int, file_format: str = "csv"
+    home: Path,
+    start: date,
+    end: date,
+    rate: float,
+    seed: int,
+    file_format: str = "csv",
+    per_kind: bool = False,
 ) -> pl.DataFrame:
     """Append bad rows to the landing files of [start, end]; return and record what was added."""
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError("the dirty rate is a share of rows, between 0 and 1")
+    if not 0.0 <= rate <= 1.0 or (rate == 1.0 and not per_kind):
+        raise ValueError(
+            "the dirty rate is a share of rows, at least 0 and below 1 (at most 1 per kind)"
+        )
     home = Path(home)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM,)))
     records: list[dict[str, object]] = []
@@ -116,8 +136,11 @@ def inject_defects(
                 continue
             rows = clean.to_dicts()
             bad: list[dict[str, str | None]] = []
-            for kind in kinds_for(table):
-                for _ in range(int(rng.binomial(clean.height, rate))):
+            kinds = kinds_for(table)
+            for kind, count in zip(
+                kinds, _bad_counts(clean.height, kinds, rate, per_kind, rng), strict=True
+            ):
+                for _ in range(count):
                     serial += 1
                     template = rows[int(rng.integers(0, len(rows)))]
                     row = _bad_row(table, kind, template, serial, rng)

@@ -63,11 +63,13 @@ def generate_sample(
     end_date: date | None = None,
     dirty_rate: float = 0.0,
     file_format: str = "csv",
+    dirty_per_kind: bool = False,
 ) -> GenerationSummary:
     """Write `days` days of landing files (ending at `end_date`, default yesterday UTC) for
     `users` users, plus the archetype ground truth. Reruns with the same arguments are
     byte-identical and replace the generator's partitions in the window. A `dirty_rate`
-    appends bad rows of every kind at that rate (see lib/sample/defects.py). ``file_format`` is
+    makes that share of each table's rows bad, of every kind (``dirty_per_kind``: each kind at
+    that rate; see lib/sample/defects.py). ``file_format`` is
     ``csv`` or ``parquet`` (the same text in both)."""
     if users < 1 or days < 1:
         raise ValueError("users and days must be >= 1")
@@ -143,5 +145,5 @@ def generate_sample(
 
     (truth_dir / DEFECTS_FILE).unlink(missing_ok=True)  # a clean rerun leaves no stale record
     if dirty_rate:
-        inject_defects(home, start, end, dirty_rate, seed, file_format)
+        inject_defects(home, start, end, dirty_rate, seed, file_format, dirty_per_kind)
     return GenerationSummary(start_date=start, end_date=end, users=users, rows=rows)
