@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.pipeline_run import stage_of
+from dagster_project.pipeline_run import stage_of, step_durations
 
 REPO = Path(__file__).resolve().parents[1]
 STRATA = [sys.executable, "-m", "dagster_project.cli"]
@@ -97,9 +97,7 @@ def step_seconds(dagster_home: Path, since: float) -> list[tuple[str, str, float
         stats = instance.get_run_stats(run.run_id)
         if (stats.start_time or 0) < since:
             continue
-        for step in instance.get_run_step_stats(run.run_id):
-            if step.start_time and step.end_time:
-                out.append((run.job_name, step.step_key, step.end_time - step.start_time))
+        out += [(run.job_name, key, sec) for key, sec in step_durations(instance, run.run_id)]
     return out
 
 

@@ -50,6 +50,15 @@ def stage_of(step_key: str) -> str:
     return next((stage for marker, stage in STAGES if marker in step_key), "other checks")
 
 
+def step_durations(instance, run_id: str) -> list[tuple[str, float]]:
+    """(step key, seconds) of every finished step of one Dagster run."""
+    return [
+        (step.step_key, step.end_time - step.start_time)
+        for step in instance.get_run_step_stats(run_id)
+        if step.start_time and step.end_time
+    ]
+
+
 class RunRefused(Exception):
     """The run cannot start (bad settings, dates or sources, a busy data directory)."""
 
@@ -323,11 +332,9 @@ class _JobRunner:
                 tags=tags,
                 **kwargs,
             )
-        for step in self.instance.get_run_step_stats(result.run_id):
-            if step.start_time and step.end_time:
-                stage = stage_of(step.step_key)
-                seconds = step.end_time - step.start_time
-                self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        for step_key, seconds in step_durations(self.instance, result.run_id):
+            stage = stage_of(step_key)
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         passed, failed = _check_outcomes(result)
         self.passed += passed
         self.failed += failed

@@ -9,7 +9,7 @@ Imported only when a model is fitted or loaded: scikit-learn costs seconds to im
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -130,21 +130,21 @@ class ShapeColumns(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, matrix: np.ndarray) -> np.ndarray:
-        out = np.asarray(matrix, dtype=np.float64).copy()  # C order, as KMeans prefers
-        for j in self.log_columns:
-            out[:, j] = _signed_log1p(out[:, j])
-        if self.quantile_ is not None:
-            cols = list(self.quantile_columns)
-            out[:, cols] = self.quantile_.transform(matrix[:, cols])
-        return out
+        return self._apply(matrix, _signed_log1p, "transform")
 
     def inverse_transform(self, shaped: np.ndarray) -> np.ndarray:
-        out = np.asarray(shaped, dtype=np.float64).copy()
+        return self._apply(shaped, _signed_expm1, "inverse_transform")
+
+    def _apply(
+        self, matrix: np.ndarray, log_step: Callable[[np.ndarray], np.ndarray], quantile_method: str
+    ) -> np.ndarray:
+        """``log_step`` on the log columns and the quantile transformer's method on the others."""
+        out = np.asarray(matrix, dtype=np.float64).copy()  # C order, as KMeans prefers
         for j in self.log_columns:
-            out[:, j] = _signed_expm1(out[:, j])
+            out[:, j] = log_step(out[:, j])
         if self.quantile_ is not None:
             cols = list(self.quantile_columns)
-            out[:, cols] = self.quantile_.inverse_transform(shaped[:, cols])
+            out[:, cols] = getattr(self.quantile_, quantile_method)(matrix[:, cols])
         return out
 
 
