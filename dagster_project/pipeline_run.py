@@ -220,6 +220,9 @@ def _stage_sources(sources: Path, paths: settings.StrataPaths, say: Say) -> None
             f"  {table.table:<12} {table.rows:>10,} rows over {table.days:,} day(s) "
             f"{table.first_day} .. {table.last_day}{undated}"
         )
+        if table.unknown_countries:
+            values = ", ".join(f"{v!r} ({n:,} rows)" for v, n in table.unknown_countries.items())
+            say(f"  {table.table}.country: not a country, left empty: {values}")
     say(
         f"  partitions: {summary.written} written, {summary.unchanged} unchanged, "
         f"{summary.removed} removed"

@@ -165,3 +165,30 @@ def test_check_sources_warns_when_order_keys_repeat_at_order_grain(tmp_path, exp
     # 489434 three times, 489436 and 489437 twice: 3 keys, 4 rows beyond their first
     assert "warning: 3 order key(s) repeat on 4 more row(s) (e.g. '489434')" in output
     assert "grain: line" in output
+
+
+def test_country_names_become_iso_codes_and_unknown_ones_are_reported_once(tmp_path, export):
+    mapping, december, january = export
+    january.write_text(
+        HEADER
+        + "489438,21876,A,1,1/3/2024 9:30,1.00,17000.0,EIRE\n"
+        + "489439,21877,B,1,1/3/2024 9:40,1.00,17001.0,European Community\n"
+        + "489440,21878,C,1,1/3/2024 9:50,1.00,17002.0,European Community\n"
+        + "489441,21879,D,1,1/3/2024 9:55,1.00,17003.0,gb\n"
+    )
+    users = "  users:\n    derive: first_order\n    columns:\n      country: Country\n"
+    mapping.write_text(MAPPING + users)
+    landing = tmp_path / "landing"
+
+    summary = stage_sources(mapping, landing, today=TODAY)
+
+    countries = dict(landed(landing, "users").select("user_id", "country").rows())
+    assert countries == {
+        "13085": "GB",  # United Kingdom
+        "16321": "AU",
+        "17000": "IE",  # EIRE
+        "17001": None,
+        "17002": None,
+        "17003": "GB",  # a code already
+    }
+    assert summary.tables["users"].unknown_countries == {"European Community": 2}

@@ -156,6 +156,7 @@ class TableStage:
     last_day: date | None
     undated_rows: int
     files: dict[str, int]  # source file -> rows read
+    unknown_countries: dict[str, int] = field(default_factory=dict)  # value -> rows, left empty
 
 
 @dataclass(frozen=True)

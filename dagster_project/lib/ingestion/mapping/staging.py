@@ -27,6 +27,7 @@ from dagster_project.lib.ingestion.mapping.binding import (
     resolve,
     validate,
 )
+from dagster_project.lib.ingestion.mapping.countries import to_iso_country
 from dagster_project.lib.ingestion.mapping.lines import orders_from_lines
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
@@ -170,6 +171,10 @@ def stage(
     summaries: dict[str, TableStage] = {}
     for table, item in staged.items():
         frame, undated = _place_undated(item.frame, today)
+        unknown_countries: dict[str, int] = {}
+        if table == "users" and "country" in frame.columns:
+            country, unknown_countries = to_iso_country(frame["country"])
+            frame = frame.with_columns(country)
         frame = frame.with_columns(
             pl.lit(None, dtype=pl.String).alias(c.name)
             for c in TABLE_SPECS[table]
@@ -187,6 +192,7 @@ def stage(
             last_day=days.max() if frame.height else None,
             undated_rows=undated,
             files=item.files,
+            unknown_countries=unknown_countries,
         )
     return frames, summaries
 
@@ -264,6 +270,7 @@ def write_landing(
                 "last_day": s.last_day.isoformat() if s.last_day else None,
                 "undated_rows": s.undated_rows,
                 "files": s.files,
+                "unknown_countries": s.unknown_countries,
             }
             for t, s in summaries.items()
         },
