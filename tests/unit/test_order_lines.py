@@ -168,7 +168,7 @@ def test_check_sources_warns_when_order_keys_repeat_at_order_grain(tmp_path, exp
 
 
 def test_country_names_become_iso_codes_and_unknown_ones_are_reported_once(tmp_path, export):
-    mapping, december, january = export
+    mapping, _, january = export
     january.write_text(
         HEADER
         + "489438,21876,A,1,1/3/2024 9:30,1.00,17000.0,EIRE\n"
