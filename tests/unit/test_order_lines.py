@@ -134,19 +134,28 @@ def test_every_line_is_ingested_or_quarantined_with_its_file_and_line(tmp_path, 
     con.close()
 
 
+WRONG_MAPPINGS = {
+    "no item quantity": MAPPING.replace("      quantity: Quantity\n", ""),
+    "unknown grain": MAPPING.replace("grain: line", "grain: lines"),
+    "items at order grain": MAPPING.replace("    grain: line\n", ""),
+    "a grain on users": MAPPING + "  users:\n    derive: first_order\n    grain: line\n",
+    "order_items besides lines": MAPPING + "  order_items:\n    files: retail/*.csv\n",
+}
+
+
 @pytest.mark.parametrize(
-    ("change", "key", "message"),
+    ("case", "key", "message"),
     [
-        ("    grain: line\n", "tables.orders.items.quantity", "required, not mapped"),
-        ("grain: line", "tables.orders.grain", "must be one of order, line"),
+        ("no item quantity", "tables.orders.items.quantity", "required, not mapped"),
+        ("unknown grain", "tables.orders.grain", "must be one of order, line"),
+        ("items at order grain", "tables.orders.items", "only at grain: line"),
+        ("a grain on users", "tables.users.grain", "only orders have a grain"),
+        ("order_items besides lines", "tables.order_items", "comes from the order lines"),
     ],
 )
-def test_a_wrong_line_grain_mapping_names_its_key(tmp_path, export, change, key, message):
+def test_a_wrong_line_grain_mapping_names_its_key(tmp_path, export, case, key, message):
     mapping, _, _ = export
-    text = MAPPING.replace("      quantity: Quantity\n", "") if "\n" in change else MAPPING
-    if "\n" not in change:
-        text = text.replace(change, "grain: lines")
-    mapping.write_text(text)
+    mapping.write_text(WRONG_MAPPINGS[case])
     with pytest.raises(MappingError, match=message) as raised:
         load_mapping(mapping)
     assert str(raised.value).startswith(key)

@@ -316,6 +316,13 @@ def load_mapping(path: Path) -> SourceMapping:
     tables_spec = spec.get("tables")
     if not isinstance(tables_spec, dict) or not tables_spec:
         raise MappingError("tables", "required: a mapping of contract tables (orders at least)")
+    orders_spec = tables_spec.get("orders")
+    line_grain = isinstance(orders_spec, dict) and orders_spec.get("grain") == "line"
+    if line_grain and "order_items" in tables_spec:
+        raise MappingError(
+            "tables.order_items",
+            "comes from the order lines (tables.orders.items) at line grain",
+        )
     tables: dict[str, TableMapping] = {}
     for table, table_spec in tables_spec.items():
         key = f"tables.{table}"
@@ -329,10 +336,6 @@ def load_mapping(path: Path) -> SourceMapping:
         tables[table] = _table(table, table_spec, key, base_dir)
     if "orders" not in tables:
         raise MappingError("tables.orders", "required: every mapping maps orders")
-    if tables["orders"].grain == "line" and "order_items" in tables:
-        raise MappingError(
-            "tables.order_items", "comes from the order lines (tables.orders.items) at line grain"
-        )
     return SourceMapping(path=path, tables=tables, lookups=lookups)
 
 
@@ -381,6 +384,7 @@ def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, C
 
 def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableMapping:
     columns = _columns(table, spec.get("columns") or {}, f"{key}.columns")
+    grain, items = _grain(table, spec, key)
 
     derive = spec.get("derive")
     if derive is not None:
@@ -398,7 +402,6 @@ def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableM
         return TableMapping(table, (), "", ReaderOptions(), columns, derive)
 
     _require(table, columns, f"{key}.columns")
-    grain, items = _grain(table, spec, key)
     files, pattern = _files(spec, key, base_dir)
     return TableMapping(table, files, pattern, _reader(spec, key), columns, None, grain, items)
 
