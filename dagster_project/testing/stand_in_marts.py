@@ -38,7 +38,9 @@ def build_stand_in_marts(
         f"""
         create or replace table marts.fct_orders as
         select user_id, cast(ordered_at as date) as order_date, amount,
-               status = 'completed' as is_completed, ordered_at
+               status = 'completed' as is_completed, status = 'returned' as is_return, ordered_at,
+               case when status = 'completed' then amount
+                    when status = 'returned' then -amount else 0 end as net_amount
         from {orders}
         """
     )

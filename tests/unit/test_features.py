@@ -25,14 +25,15 @@ def marts():
     con.execute(
         """
         create table marts.fct_orders as select * from (values
-            ('a', date '2024-01-10', 100.0, true),
-            ('a', date '2024-01-10', 50.0, true),
-            ('a', date '2024-04-01', 30.0, true),
-            ('a', date '2024-06-20', 20.0, true),
-            ('a', date '2024-06-25', 999.0, false),
-            ('a', date '2024-07-02', 500.0, true),
-            ('b', date '2024-06-02', 10.0, false)
-        ) as t(user_id, order_date, amount, is_completed)
+            ('a', date '2024-01-10', 100.0, true, false, 100.0),
+            ('a', date '2024-01-10', 50.0, true, false, 50.0),
+            ('a', date '2024-04-01', 30.0, true, false, 30.0),
+            ('a', date '2024-06-20', 20.0, true, false, 20.0),
+            ('a', date '2024-06-22', 15.0, false, true, -15.0),
+            ('a', date '2024-06-25', 999.0, false, false, 0.0),
+            ('a', date '2024-07-02', 500.0, true, false, 500.0),
+            ('b', date '2024-06-02', 10.0, false, false, 0.0)
+        ) as t(user_id, order_date, amount, is_completed, is_return, net_amount)
         """
     )
     con.execute(
@@ -57,10 +58,11 @@ def test_features_use_only_data_up_to_the_as_of_date(marts):
     assert features["user_id"].to_list() == ["a", "b", "c"]  # 'late' is not known yet
     a, b, c = features.to_dicts()
 
-    # a: completed orders on 01-10 (two), 04-01, 06-20; the 07-02 order is in the future.
+    # a: completed orders on 01-10 (two), 04-01, 06-20; the 07-02 order is in the future;
+    # the return on 06-22 takes 15 back (net revenue) and is not an order of its own.
     assert a["frequency"] == 4
-    assert a["monetary"] == pytest.approx(200.0)
-    assert a["avg_order_value"] == pytest.approx(50.0)
+    assert a["monetary"] == pytest.approx(185.0)
+    assert a["avg_order_value"] == pytest.approx(185.0 / 4)
     assert a["recency_days"] == 10
     assert a["repeat_purchases"] == 2  # three distinct order days
     assert a["purchase_span_days"] == (date(2024, 6, 20) - date(2024, 1, 10)).days
@@ -68,8 +70,8 @@ def test_features_use_only_data_up_to_the_as_of_date(marts):
     assert a["prev_order_gap_days"] == (date(2024, 6, 20) - date(2024, 4, 1)).days
     # Windows are (D - n, D]: 04-01 is exactly 90 days back, so it is in the previous window.
     assert a["orders_30d"] == 1 and a["orders_90d"] == 1
-    assert a["revenue_90d"] == pytest.approx(20.0)
-    assert a["revenue_trend_90d"] == pytest.approx(20.0 - (150.0 + 30.0))
+    assert a["revenue_90d"] == pytest.approx(20.0 - 15.0)
+    assert a["revenue_trend_90d"] == pytest.approx(5.0 - (150.0 + 30.0))
     assert a["cancel_refund_rate"] == pytest.approx(1 / 5)
     assert a["sessions_90d"] == 3 and a["events_30d"] == 9 and a["events_90d"] == 13
     assert a["events_trend_30d"] == 9 - 4

@@ -120,6 +120,12 @@ def test_every_line_is_ingested_or_quarantined_with_its_file_and_line(tmp_path, 
         ("489434", 0.7),
         ("489437", 4.0),
     ]
+    item_kinds = con.execute(
+        "select _source_line, _kind from quarantine.order_items order by 1"
+    ).fetchall()
+    # the guest's line is a guest's too; the unreadable quantity; the other line of the
+    # quarantined order is an orphan; the line without an invoice misses its order id
+    assert item_kinds == [(5, "no_user"), (6, "unparseable"), (7, "orphan"), (8, "missing_value")]
     lines = (
         con.execute("select count(*) from raw.order_items").fetchall()[0][0]
         + con.execute("select count(*) from quarantine.order_items").fetchall()[0][0]
@@ -201,3 +207,38 @@ def test_country_names_become_iso_codes_and_unknown_ones_are_reported_once(tmp_p
         "17003": "GB",  # a code already
     }
     assert summary.tables["users"].unknown_countries == {"European Community": 2}
+
+
+RETURNS_EXPORT = HEADER + (
+    "489434,85048,CUSHION,12,12/1/2023 7:45,6.95,13085.0,United Kingdom\n"
+    "489434,79323P,LIGHTS,12,12/1/2023 7:45,6.75,13085.0,United Kingdom\n"
+    "C489449,85048,CUSHION,-2,12/3/2023 10:10,6.95,13085.0,United Kingdom\n"  # a credit note
+    "C489449,79323P,LIGHTS,-1,12/3/2023 10:10,6.75,13085.0,United Kingdom\n"
+    "489450,22087,BUNTING,4,12/3/2023 11:00,2.95,13085.0,United Kingdom\n"
+)
+
+
+def test_credit_notes_become_returns_that_take_their_money_back(tmp_path, export):
+    mapping, december, january = export
+    december.write_text(RETURNS_EXPORT)
+    january.unlink()
+    mapping.write_text(
+        MAPPING.replace("    grain: line\n", "    grain: line\n    returns: Invoice like 'C%'\n")
+    )
+    landing = tmp_path / "landing"
+    stage_sources(mapping, landing, today=TODAY)
+
+    orders = landed(landing, "orders").sort("order_id")
+    assert orders.select("order_id", "status", "amount").rows() == [
+        ("489434", "completed", "164.400000"),
+        ("489450", "completed", "11.800000"),
+        ("C489449", "returned", "20.650000"),  # the money given back, positive
+    ]
+    items = landed(landing, "order_items").filter(pl.col("order_id") == "C489449")
+    assert items["quantity"].to_list() == ["2", "1"]  # the quantities returned
+
+    con = duckdb.connect()
+    days = landed_dates(landing, "orders")
+    stats = {t: ingest_partitions(con, landing, t, days, "r1") for t in ("orders", "order_items")}
+    assert sum(s.rows_quarantined for t in stats for s in stats[t]) == 0
+    con.close()

@@ -32,16 +32,18 @@ with known_users as (
 orders as (
     -- amounts stay decimal: their sums are exact, so they do not depend on the order DuckDB
     -- happens to add rows in (a backfill or a rerun gives identical features)
-    select user_id, order_date, amount, is_completed
+    -- Money is net of returns: a return's net_amount is negative, so it takes back what its
+    -- purchase added (0 for cancelled and refunded orders).
+    select user_id, order_date, net_amount, is_completed, is_return
     from marts.fct_orders
     where order_date <= $as_of
 ),
 order_aggregates as (
     select
         user_id,
-        count(*) as all_orders,
+        count(*) filter (where not is_return) as all_orders,
         count(*) filter (where is_completed) as frequency,
-        coalesce(sum(amount) filter (where is_completed), 0) as monetary,
+        coalesce(sum(net_amount), 0) as monetary,
         min(order_date) filter (where is_completed) as first_order_date,
         max(order_date) filter (where is_completed) as last_order_date,
         count(distinct order_date) filter (where is_completed) as purchase_days,
@@ -50,12 +52,10 @@ order_aggregates as (
             where is_completed and order_date > $as_of - 60 and order_date <= $as_of - 30
         ) as orders_prev_30d,
         count(*) filter (where is_completed and order_date > $as_of - 90) as orders_90d,
-        coalesce(sum(amount) filter (where is_completed and order_date > $as_of - 30), 0)
-            as revenue_30d,
-        coalesce(sum(amount) filter (where is_completed and order_date > $as_of - 90), 0)
-            as revenue_90d,
-        coalesce(sum(amount) filter (
-            where is_completed and order_date > $as_of - 180 and order_date <= $as_of - 90
+        coalesce(sum(net_amount) filter (where order_date > $as_of - 30), 0) as revenue_30d,
+        coalesce(sum(net_amount) filter (where order_date > $as_of - 90), 0) as revenue_90d,
+        coalesce(sum(net_amount) filter (
+            where order_date > $as_of - 180 and order_date <= $as_of - 90
         ), 0) as revenue_prev_90d
     from orders
     group by user_id

@@ -9,7 +9,8 @@ and ``audit.ingested_partitions`` records landed = accepted + quarantined per da
 Row-level problems (each a ``kind``):
 
 - ``missing_value`` / ``unparseable``: a required value is empty, or a value cannot be typed;
-- ``no_user``: an order or event without a user id (a guest); kept apart from the reject share;
+- ``no_user``: an order or event without a user id (a guest), or a line of a guest's order;
+  kept apart from the reject share;
 - ``negative_amount``: a negative amount, price or quantity;
 - ``future_timestamp`` / ``outside_partition``: the row's timestamp is after / before its day;
 - ``duplicate_id``: the id was already accepted earlier (an earlier day, or an earlier line of
@@ -128,17 +129,30 @@ def _relational_problems(
             parts.append(
                 con.sql(
                     f"""
-                    select
-                        c.__row,
-                        'orphan: {key.column} ''' || c.{key.column}
-                            || ''' not in {key.parent}' as _reason,
-                        '{KIND_ORPHAN}' as _kind
-                    from __candidates as c
-                    where not exists (
-                        select 1 from raw.{key.parent} as p
-                        where p.{key.parent_column} = c.{key.column}
-                          and p._partition_date <= c._partition_date
+                    with orphans as (
+                        select c.__row, c.{key.column} as parent_key, exists (
+                            select 1 from quarantine.{key.parent} as q
+                            where q.{key.parent_column} = c.{key.column}
+                              and q._kind = '{KIND_NO_USER}'
+                              and q._partition_date <= c._partition_date
+                        ) as of_guest
+                        from __candidates as c
+                        where not exists (
+                            select 1 from raw.{key.parent} as p
+                            where p.{key.parent_column} = c.{key.column}
+                              and p._partition_date <= c._partition_date
+                        )
                     )
+                    select
+                        __row,
+                        -- a guest's order is kept apart from the rejects, and so are its lines
+                        case when of_guest
+                            then '{key.column} ''' || parent_key || ''' is a guest order'
+                            else 'orphan: {key.column} ''' || parent_key
+                                || ''' not in {key.parent}' end as _reason,
+                        case when of_guest then '{KIND_NO_USER}' else '{KIND_ORPHAN}' end
+                            as _kind
+                    from orphans
                     """
                 ).pl()
             )

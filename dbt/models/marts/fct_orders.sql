@@ -44,7 +44,14 @@ final as (
         orders.status,
         coalesce(orders.status = 'completed', false) as is_completed,
         cast(coalesce(order_lines.item_count, 0) as integer) as item_count,
-        cast(coalesce(order_lines.line_count, 0) as integer) as line_count
+        cast(coalesce(order_lines.line_count, 0) as integer) as line_count,
+        coalesce(orders.status = 'returned', false) as is_return,
+        -- what the order adds to the user's revenue: a return's money given back is subtracted
+        cast(case
+            when orders.status = 'completed' then orders.amount
+            when orders.status = 'returned' then -orders.amount
+            else 0
+        end as decimal(18, 2)) as net_amount
     from orders
     left join order_lines
         on orders.order_id = order_lines.order_id

@@ -20,6 +20,7 @@ from dagster_project.lib.ingestion.mapping.spec import (
     ISO_TIMESTAMP,
     LINE_COLUMN,
     MAX_UNREADABLE_TIMESTAMP_SHARE,
+    RETURN_FLAG,
     ColumnMapping,
     MappingError,
     ReaderOptions,
@@ -58,9 +59,15 @@ def resolve(
     return resolved
 
 
-def _select_sql(columns: dict[str, ColumnMapping], extra: dict[str, ColumnMapping]) -> str:
+def _select_sql(
+    columns: dict[str, ColumnMapping],
+    extra: dict[str, ColumnMapping],
+    returns: ColumnMapping | None,
+) -> str:
     items = [f"{c.sql()} as {quote_identifier(name)}" for name, c in columns.items()]
     items += [f"{c.sql()} as {quote_identifier('__user_' + n)}" for n, c in extra.items()]
+    if returns is not None:
+        items.append(f"coalesce(cast({returns.sql()} as boolean), false) as {RETURN_FLAG}")
     items += [f"{FILE_COLUMN} as {SOURCE_FILE_COLUMN}", f"{LINE_COLUMN} as {SOURCE_LINE_COLUMN}"]
     return "select " + ", ".join(items) + " from src"
 
@@ -108,6 +115,9 @@ def validate(mapping: SourceMapping) -> None:
                 for part in ("columns", "items"):
                     columns = resolve(getattr(table_mapping, part), header.columns)
                     _check_columns(con, f"tables.{table}.{part}", path, columns, header.columns)
+                if table_mapping.returns is not None:
+                    returns = {"returns": table_mapping.returns}
+                    _check_columns(con, f"tables.{table}", path, returns, header.columns)
                 con.unregister("src")
         finally:
             con.close()
@@ -151,12 +161,14 @@ def evaluate(
     columns: dict[str, ColumnMapping],
     reader: ReaderOptions,
     extra: dict[str, ColumnMapping] | None = None,
+    returns: ColumnMapping | None = None,
 ) -> pl.DataFrame:
-    """The contract columns (text) of one file's rows, plus lineage and `__day`."""
+    """The contract columns (text) of one file's rows, plus lineage (and `__return`: whether
+    the row is a return, when `returns` is given)."""
     extra = extra or {}
     con.register("src", frame.to_arrow())
     try:
-        relation = con.sql(_select_sql(columns, extra))
+        relation = con.sql(_select_sql(columns, extra, returns))
         types = dict(zip(relation.columns, [str(t) for t in relation.types], strict=True))
         items = []
         for spec in TABLE_SPECS[table]:
@@ -170,6 +182,8 @@ def evaluate(
             sql = _normalise_sql("__user_" + name, users[name], types["__user_" + name], reader)
             items.append(f"{sql} as {quote_identifier('__user_' + name)}")
         items += [SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN]
+        if returns is not None:
+            items.append(RETURN_FLAG)
         mapped = relation.pl()
     finally:
         con.unregister("src")
@@ -180,7 +194,9 @@ def evaluate(
     finally:
         con.unregister("__mapped")
     return result.with_columns(
-        pl.col(c).cast(pl.String) for c in result.columns if c != SOURCE_LINE_COLUMN
+        pl.col(c).cast(pl.String)
+        for c in result.columns
+        if c not in (SOURCE_LINE_COLUMN, RETURN_FLAG)
     )
 
 

@@ -7,6 +7,12 @@ so every source line stays accounted for with its file and line. An order with a
 amount is missing or unreadable keeps that line's value and lineage, so ingestion quarantines
 the order naming the line that broke it; a line without an order key stays a row of its own
 (ingestion quarantines it for the missing id).
+
+Returns: a mapping's `returns:` condition flags rows (a credit note's lines, negative lines).
+An invoice all of whose lines are returns becomes an order with status `returned` and the
+money given back as a positive amount (its items: the quantities returned); fct_orders'
+net_amount then subtracts it from the user's revenue. An invoice mixing sales and returns
+is one order with the net sum of its lines.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ import polars as pl
 
 from dagster_project.lib.ingestion.mapping.binding import connection, resolve
 from dagster_project.lib.ingestion.mapping.readers import read_source
-from dagster_project.lib.ingestion.mapping.spec import ISO_TIMESTAMP, SourceMapping
+from dagster_project.lib.ingestion.mapping.spec import (
+    ISO_TIMESTAMP,
+    RETURN_FLAG,
+    RETURN_STATUS,
+    SourceMapping,
+)
 
 # Exact decimals: float sums of many lines drift from the file's cents.
 _AMOUNT = "decimal(38, 6)"
@@ -27,6 +38,10 @@ _AMOUNT = "decimal(38, 6)"
 def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl.DataFrame:
     """The orders of mapped order lines (contract text columns), in the columns of `lines`."""
     con.register("__lines", lines.with_row_index("__row").to_arrow())
+    # an invoice is a return when all its lines are (a credit note); a mixed one nets out
+    has_returns = RETURN_FLAG in lines.columns
+    order_return = f", bool_and({RETURN_FLAG}) as __order_return" if has_returns else ""
+    return_replace = f", __order_return as {RETURN_FLAG}" if has_returns else ""
     amount = (
         f"coalesce(try_cast(trim(amount) as {_AMOUNT}), "
         f"try_cast(try_cast(trim(amount) as double) as {_AMOUNT}))"
@@ -45,6 +60,7 @@ def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl
                 sum(__amount) as __total,
                 min(__at) as __first_at,
                 first(__user order by __row) filter (where __user is not null) as __first_user
+                {order_return}
             from lines
             where __key is not null
             group by __key
@@ -53,6 +69,7 @@ def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl
                 case when __broken then amount else cast(__total as varchar) end as amount,
                 coalesce(strftime(__first_at, '{ISO_TIMESTAMP}'), ordered_at) as ordered_at,
                 coalesce(__first_user, user_id) as user_id
+                {return_replace}
             )
         from orders join lines on lines.__row = orders.__pick
         union all
@@ -102,3 +119,21 @@ def repeated_order_keys(mapping: SourceMapping) -> RepeatedKeys | None:
     return RepeatedKeys(
         repeated.height, int(repeated["len"].sum()) - repeated.height, repeated["k"][0]
     )
+
+
+def as_returns(frame: pl.DataFrame, money: tuple[str, ...], status: bool) -> pl.DataFrame:
+    """Rows flagged as returns: their `money` columns as positive text (the money given back,
+    the quantity returned) and, for orders, status `returned`; the flag is dropped."""
+    flagged = pl.col(RETURN_FLAG)
+    updates = [
+        pl.when(flagged)
+        .then(pl.col(c).str.strip_chars().str.strip_prefix("-"))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in money
+    ]
+    if status:
+        updates.append(
+            pl.when(flagged).then(pl.lit(RETURN_STATUS)).otherwise("status").alias("status")
+        )
+    return frame.with_columns(updates).drop(RETURN_FLAG)

@@ -56,7 +56,13 @@ READER_KEYS = {
 }
 
 
-TABLE_KEYS = READER_KEYS | {"files", "columns", "derive", "grain", "items"}
+TABLE_KEYS = READER_KEYS | {"files", "columns", "derive", "grain", "items", "returns"}
+
+
+# The status of a return or credit note: its amount is the money given back (positive), which
+# Strata subtracts from the user's revenue (marts.fct_orders.net_amount).
+RETURN_STATUS = "returned"
+RETURN_FLAG = "__return"  # the staged rows' flag: the row is a return
 
 
 # An orders file's grain: one row per order, or one row per order line (most retail exports:
@@ -138,6 +144,7 @@ class TableMapping:
     derive: str | None = None
     grain: str = "order"
     items: dict[str, ColumnMapping] = field(default_factory=dict)  # line grain: order_items
+    returns: ColumnMapping | None = None  # orders: which rows are returns / credit notes
 
 
 @dataclass(frozen=True)
@@ -385,6 +392,7 @@ def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, C
 def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableMapping:
     columns = _columns(table, spec.get("columns") or {}, f"{key}.columns")
     grain, items = _grain(table, spec, key)
+    returns = _returns(table, spec, key)
 
     derive = spec.get("derive")
     if derive is not None:
@@ -403,7 +411,24 @@ def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableM
 
     _require(table, columns, f"{key}.columns")
     files, pattern = _files(spec, key, base_dir)
-    return TableMapping(table, files, pattern, _reader(spec, key), columns, None, grain, items)
+    return TableMapping(
+        table, files, pattern, _reader(spec, key), columns, None, grain, items, returns
+    )
+
+
+def _returns(table: str, spec: dict[str, Any], key: str) -> ColumnMapping | None:
+    """`returns: <condition>`: the rows (credit notes, negative lines) that are returns."""
+    if "returns" not in spec:
+        return None
+    if table != "orders":
+        raise MappingError(f"{key}.returns", "only orders have returns")
+    value = spec["returns"]
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError(
+            f"{key}.returns",
+            "a SQL condition over the source row, e.g. \"Invoice like 'C%'\" or num(Quantity) < 0",
+        )
+    return ColumnMapping("expr", value)
 
 
 def _mapping_required(table: str, column: ColumnSpec) -> bool:

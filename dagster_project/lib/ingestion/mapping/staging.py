@@ -28,7 +28,7 @@ from dagster_project.lib.ingestion.mapping.binding import (
     validate,
 )
 from dagster_project.lib.ingestion.mapping.countries import to_iso_country
-from dagster_project.lib.ingestion.mapping.lines import orders_from_lines
+from dagster_project.lib.ingestion.mapping.lines import as_returns, orders_from_lines
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
     MAPPED_FILE,
@@ -65,26 +65,35 @@ def _stage_table(
         columns = resolve(mapping.columns, source.columns)
         extra_resolved = resolve(extra, source.columns) if extra else {}
         part = "columns"
+        returns = mapping.returns
         try:
             frames.append(
-                evaluate(con, mapping.table, source, columns, mapping.reader, extra_resolved)
+                evaluate(
+                    con, mapping.table, source, columns, mapping.reader, extra_resolved, returns
+                )
             )
             if mapping.grain == "line":
                 part = "items"
                 items = {"order_id": columns["order_id"], **resolve(mapping.items, source.columns)}
-                item_frames.append(evaluate(con, "order_items", source, items, mapping.reader))
+                item_frames.append(
+                    evaluate(con, "order_items", source, items, mapping.reader, returns=returns)
+                )
         except duckdb.Error as exc:  # e.g. a lookup subquery that returns two rows
             message = str(exc).splitlines()[0]
             raise MappingError(f"{key}.{part}", f"evaluating on {path} failed: {message}") from exc
     frame = pl.concat(frames, how="vertical")
     if mapping.grain == "line":  # after every file: an order's lines may span files
         frame = orders_from_lines(con, frame)
+    if mapping.returns is not None:
+        frame = as_returns(frame, ("amount",), status=True)
     column = next((c.name for c in TABLE_SPECS[mapping.table] if c.partition_time), None)
     day = day_expr(column) if column else pl.lit(None, dtype=pl.Date)
     frame = frame.with_columns(day.alias("__day"))
     if column:
         check_timestamps(f"tables.{mapping.table}.columns.{column}", frame, column, mapping.reader)
     items = pl.concat(item_frames, how="vertical") if item_frames else None
+    if items is not None and mapping.returns is not None:
+        items = as_returns(items, ("quantity", "unit_price"), status=False)
     return _Staged(frame, files, items)
 
 
