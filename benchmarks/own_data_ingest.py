@@ -6,6 +6,9 @@ Part 1 stages the shipped CDNOW mapping (69,659 lines, 546 days) and ingests eve
 users, orders and items in one call per table, as the catch-up run does. Part 2 writes a
 synthetic semicolon/decimal-comma export of --rows order lines over --days days (1 % of them
 bad), maps it with quantity x price, a cancellation prefix and derived users, and ingests it.
+Part 3 writes --rows lines in UCI Online Retail II's layout (about 4 lines per invoice, 2 %
+credit notes, 20 % guest lines) and stages and ingests them with the shipped line-grain
+mapping sources/online_retail.yml: the cost of building orders from lines.
 Prints seconds and rows per second per stage, and the quarantine by kind. Dagster's own
 bookkeeping (one event per asset and day) comes on top in a real run; see README.
 """
@@ -13,6 +16,7 @@ bookkeeping (one event per asset and day) comes on top in a real run; see README
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from datetime import date, timedelta
@@ -103,6 +107,35 @@ def synthetic_export(path: Path, rows: int, days: int, seed: int = 1) -> None:
     ).write_csv(path, separator=";")
 
 
+def online_retail_export(path: Path, lines: int, days: int, seed: int = 2) -> None:
+    """Invoice lines as Online Retail II's CSV export has them (sources/online_retail.yml)."""
+    rng = np.random.default_rng(seed)
+    invoices = max(lines // 4, 1)
+    invoice = np.sort(rng.integers(0, invoices, lines))
+    minutes = invoice * (days * 24 * 60) // invoices  # invoices in time order, as the file is
+    stamps = pl.Series(
+        (np.datetime64("2009-12-01T07:45") + minutes.astype("timedelta64[m]")).astype(
+            "datetime64[us]"
+        )
+    ).dt.strftime("%-m/%-d/%Y %-H:%M")
+    credit = rng.random(invoices) < 0.02
+    guest = rng.random(invoices) < 0.2
+    customer = rng.integers(12000, 18000, invoices).astype(str)
+    quantity = rng.integers(1, 13, lines)
+    pl.DataFrame(
+        {
+            "Invoice": np.char.add(np.where(credit[invoice], "C", ""), invoice.astype(str)),
+            "StockCode": rng.integers(20000, 24000, lines).astype(str),
+            "Description": "ITEM",
+            "Quantity": np.where(credit[invoice], -quantity, quantity).astype(str),
+            "InvoiceDate": stamps,
+            "Price": rng.choice(["0.85", "1.25", "2.95", "6.75", "12.50"], lines),
+            "Customer ID": np.where(guest[invoice], "", np.char.add(customer[invoice], ".0")),
+            "Country": rng.choice(["United Kingdom", "EIRE", "France", "Germany"], lines),
+        }
+    ).write_csv(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -122,6 +155,18 @@ def main() -> None:
         )
         (folder / "mapping.yml").write_text(MAPPING)
         stage_and_ingest(folder / "mapping.yml", folder / "home", args.rows)
+
+        retail = Path(tmp) / "online_retail"
+        retail.mkdir()
+        print(f"Online Retail II layout: {args.rows:,} invoice lines over {args.days} days")
+        export = retail / "online_retail_II.csv"
+        timed(
+            "write the export",
+            args.rows,
+            lambda: online_retail_export(export, args.rows, args.days),
+        )
+        os.environ["ONLINE_RETAIL_CSV"] = str(export)
+        stage_and_ingest(REPO / "sources" / "online_retail.yml", retail / "home", args.rows)
 
 
 if __name__ == "__main__":
