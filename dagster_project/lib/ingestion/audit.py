@@ -69,7 +69,6 @@ def partition_audit_query(table: str) -> str:
             coalesce(quarantine_rows.n, 0) as quarantine_rows,
             -- guests (no user id) are real activity, not bad data: outside the reject share
             coalesce(quarantine_rows.guests, 0) as guest_rows,
-            audit.rows_quarantined - coalesce(quarantine_rows.guests, 0) as rejects,
             case when audit.rows_landed > 0
                 then (audit.rows_quarantined - coalesce(quarantine_rows.guests, 0))
                     / audit.rows_landed else 0.0 end as reject_share
