@@ -5,6 +5,7 @@ import importlib.metadata
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,27 @@ def prepare_manifest() -> None:
     _parse(strata_dbt_project())
 
 
+PARSE_OUTPUTS = ("manifest.json", "partial_parse.msgpack", "semantic_manifest.json")
+
+
 def _parse(project: DbtProject) -> None:
-    dbt = StrataDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
-    dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    """Parse into a scratch folder, then swap the outputs in, each with one rename.
+
+    A process loading definitions (or a dbt call seeding from the parse state) may read
+    target/ at any moment, e.g. while `dg dev` re-parses next to a running `strata run`: it
+    must see the old manifest or the new one, never half a file.
+    """
+    target = Path(project.project_dir) / project.target_path
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    try:
+        dbt = StrataDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+        dbt.cli(["parse", "--quiet"], target_path=scratch).wait()
+        for name in PARSE_OUTPUTS:
+            if (scratch / name).exists():
+                os.replace(scratch / name, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def keep_parse_state(invocation_target: Path, keep_invocations: int = 20) -> None:
