@@ -26,11 +26,9 @@ install:
 prepare:
 	$(RUN) strata prepare --home $(HOME_DIR)
 
-# Quickstart step 2: the whole test suite (what CI runs), on two workers: most integration
-# tests keep one core busy (Python, then a dbt process), so two run side by side.
-TEST_WORKERS ?= 2
+# Quickstart step 2: the whole test suite (what CI runs).
 test: install
-	$(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(RUN) pytest
 
 lint:
 	$(RUN) ruff check .

@@ -13,14 +13,6 @@ from dagster_project.lib.core import settings
 from dagster_project.lib.sample.generator import generate_sample
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`), every test of the shared sample runs on one worker, so
-    the session's `pipeline_home` is built once; the other worker takes everything else."""
-    for item in items:
-        if "pipeline_home" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("pipeline"))
-
-
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory, dbt_manifest) -> settings.StrataPaths:
     """Generated sample data run through `strata run --start PREVIOUS --end END`: a published
