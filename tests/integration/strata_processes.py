@@ -74,22 +74,6 @@ def start_strata(home: Path, *args: str, log: Path, **env: str) -> subprocess.Po
         )
 
 
-def child_commands(pid: int) -> list[str]:
-    """Command lines of the direct children of `pid` (Linux /proc)."""
-    commands = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == pid:
-                commands.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, ValueError, IndexError):
-            continue
-    return commands
-
-
 def wait_until(condition, process: subprocess.Popen, log: Path, timeout: float, poll: float):
     """Poll `condition` until true; fail with the process's log if it ends or time runs out."""
     import time

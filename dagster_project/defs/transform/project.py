@@ -1,17 +1,23 @@
 """The one place dbt is wired: the DbtProject, its translator and manifest preparation."""
 
+from __future__ import annotations
+
 import functools
 import importlib.metadata
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+import dagster_dbt.core.resource
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 from packaging import version
 
@@ -32,13 +38,16 @@ def strata_dbt_project() -> DbtProject:
 
 
 class StrataDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource without two costs paid before every dbt call (about 8 s of a
-    300-user run's 10 s dbt step on this machine).
+    """dagster-dbt's resource, with dbt run inside this process and without two costs that
+    upstream pays before every call.
 
-    Upstream runs ``dbt --version`` in a subprocess to learn the version, and loads every macro
-    of the project in-process to hold a dbt adapter that only column metadata and row counts
-    use, neither of which Strata fetches. The dbt here is the dbt-core of this environment
-    (:func:`dbt_executable`), so its version is the installed package's.
+    A dbt process spends about 6 s starting (importing dbt, compiling its dataclass codecs,
+    validating the project's JSON schema) before 1-3 s of work on a small warehouse, three
+    times per daily run. In this process dbt starts once and every later call costs its work
+    (:class:`InProcessDbtInvocation`). Upstream also runs ``dbt --version`` in a subprocess and
+    loads every macro to hold an adapter that only column metadata and row counts use, neither
+    of which Strata fetches; the dbt here is the dbt-core of this environment, so its version
+    is the installed package's.
     """
 
     @functools.cached_property
@@ -47,6 +56,132 @@ class StrataDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         return None
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        # upstream builds the command line, environment and target path, then hands them to
+        # DbtCliInvocation.run: the one step swapped here
+        upstream = dagster_dbt.core.resource
+        with _DBT_CALLS:
+            upstream.DbtCliInvocation = InProcessDbtInvocation
+            try:
+                return super().cli(args, **kwargs)
+            finally:
+                upstream.DbtCliInvocation = DbtCliInvocation
+
+
+# dbt keeps global state (flags, adapters, event manager): one call at a time per process
+_DBT_CALLS = threading.RLock()
+
+
+class _InProcessCall:
+    """The few attributes of a ``subprocess.Popen`` that DbtCliInvocation reads."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.args = list(args)
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+@dataclass
+class InProcessDbtInvocation(DbtCliInvocation):
+    """A dbt call through dbt's programmatic entry point (``dbtRunner``) in this process.
+
+    dbt sees the environment and working directory that dagster-dbt would give its process,
+    for the call only; its structured events arrive as the JSON lines of the process would, so
+    dagster-dbt turns them into the same materialisations and check results. dbt-duckdb closes
+    the warehouse at the end of each call (its last handle closes the file), so the steps
+    after it open the file as before.
+    """
+
+    @classmethod
+    def run(  # type: ignore[override]
+        cls, args: Sequence[str], env: dict[str, str], **fields: Any
+    ) -> InProcessDbtInvocation:
+        if "dbt_project" in fields:
+            fields["project"] = fields.pop("dbt_project")
+        _seed_partial_parse(Path(fields["project_dir"]), Path(fields["target_path"]))
+        invocation = cls(process=_InProcessCall(args), **fields)  # type: ignore[arg-type]
+        invocation._environment = env
+        return invocation
+
+    def _stream_stdout(self) -> Iterator[str | dict[str, Any]]:
+        call = self.process
+        if call.returncode is not None:  # already ran (is_successful reads the stream again)
+            return
+        events: list[dict[str, Any]] = []
+        with _DBT_CALLS, _process_environment(self._environment, self.project_dir):
+            from dbt.cli.main import dbtRunner
+            from dbt_common.events.functions import msg_to_dict
+
+            def collect(message: Any) -> None:
+                # what dbt's process prints at its default level; debug events stay in dbt.log
+                if message.info.level == "debug":
+                    return
+                event = msg_to_dict(message)
+                if message.info.level == "error":
+                    self._error_messages.append(message.info.msg)
+                events.append(event)
+
+            try:
+                result = dbtRunner(callbacks=[collect]).invoke(call.args[1:])
+            except BaseException:
+                call.returncode = 2
+                raise
+            finally:
+                _close_dbt_duckdb()
+        if result.exception is not None:
+            self._error_messages.append(f"{type(result.exception).__name__}: {result.exception}")
+        call.returncode = 0 if result.success else (2 if result.exception is not None else 1)
+        yield from events
+
+
+def _close_dbt_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open after a call.
+
+    Its environment outlives the call holding an open connection (in a dbt process, exit
+    closes it). Left open, the warehouse stays locked to that connection's configuration and
+    a read-only open of the file in this process fails.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if environment is not None:
+        environment.close()
+
+
+def _seed_partial_parse(project_dir: Path, target_path: Path) -> None:
+    """As upstream before each call: start from the saved parse state (see keep_parse_state)."""
+    base = Path(os.environ.get("DBT_TARGET_PATH", "target"))
+    saved = (base if base.is_absolute() else project_dir / base) / "partial_parse.msgpack"
+    destination = target_path / "partial_parse.msgpack"
+    if saved.exists() and not destination.exists():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(saved, destination)
+
+
+@contextmanager
+def _process_environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """Run with exactly ``env`` and ``cwd`` (what dbt's process would have), then restore."""
+    saved, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    # dagster-dbt asks its process for JSON lines on stdout; events come by callback here, so
+    # the console stays quiet (dagster-dbt echoes each event's message itself)
+    os.environ.update({"DBT_LOG_LEVEL_FILE": "debug", **env, "DBT_LOG_LEVEL": "none"})
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def strata_dbt_resource() -> StrataDbtCliResource:
