@@ -321,3 +321,12 @@ def test_the_shipped_cdnow_mapping_is_valid():
     (path,) = mapping.tables["orders"].files
     assert path.name == "CDNOW_master.txt" and "lifetimes" in path.parts
     assert mapping.tables["users"].derive == "first_order"
+
+
+def test_cdnow_file_names_another_copy_of_cdnow(tmp_path, monkeypatch):
+    copy = tmp_path / "cdnow_slice.txt"
+    copy.write_text(" customer_id  date number_of_cds  dollar_value\n 00001 19970101  1   11.77\n")
+    monkeypatch.setenv("CDNOW_FILE", str(copy))
+    mapping = load_mapping(REPO / "sources" / "cdnow.yml")
+    assert mapping.tables["orders"].files == (copy,)
+    assert mapping.tables["order_items"].files == (copy,)
