@@ -316,6 +316,34 @@ def test_gamma_gamma_fallbacks(features: pl.DataFrame, spec: ValueSpec) -> None:
     np.testing.assert_allclose(out["expected_order_value"].to_numpy(), aov.to_numpy())
 
 
+def test_a_degenerate_gamma_gamma_is_not_used_and_says_which_parameter(
+    features: pl.DataFrame, spec: ValueSpec
+) -> None:
+    """Mean spend as spread out whatever the number of orders (inverse-Gamma, independent of
+    frequency): Gamma-Gamma's optimum runs off (p -> inf, gamma -> 0) while the optimiser
+    reports convergence. The fit is recorded with its diagnostics and scoring uses the
+    fallback."""
+    rng = np.random.default_rng(11)
+    spend = pl.Series(np.round(100.0 / rng.gamma(4.0, 1.0, features.height), 2))
+    odd = features.with_columns(
+        pl.when(pl.col("frequency") > 0)
+        .then(spend)
+        .otherwise(pl.col("avg_order_value"))
+        .alias("avg_order_value")
+    )
+    models = fit_value_models(odd, spec)
+    assert models.bgnbd is not None and models.gamma_gamma is None
+    found = models.diagnostics["gamma_gamma"]
+    assert found["degenerate"] and any(p.startswith("p = ") for p in found["problems"])
+    (note,) = [n for n in models.notes if "Gamma-Gamma fit degenerate" in n]
+    assert "p = " in note and "runs off to infinity" in note
+    assert models.summary()["diagnostics"]["gamma_gamma"]["degenerate"] is True
+    assert models.summary()["diagnostics"]["bgnbd"]["degenerate"] is False
+    out = score_value(odd, models, spec).filter("is_customer")
+    assert set(out["spend_model"].unique()) == {"population_mean"}
+    assert out["expected_order_value"][0] == pytest.approx(models.population_order_value)
+
+
 def test_bad_rows_degrade_without_raising(features: pl.DataFrame, spec: ValueSpec) -> None:
     broken = features.head(500).with_columns(
         # span longer than the customer's age is impossible: that user is left unscored

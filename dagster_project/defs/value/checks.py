@@ -1,7 +1,8 @@
 import dagster as dg
 
 from dagster_project.defs.common import WarehouseResource, covers_every_user_check, partition_days
-from dagster_project.defs.value.assets import USER_VALUE, VALUE_BACKTESTS
+from dagster_project.defs.value.assets import USER_VALUE, VALUE_BACKTESTS, VALUE_MODEL
+from dagster_project.lib.model_store.store import ModelStore
 
 user_value_covers_every_user = covers_every_user_check(USER_VALUE, "user_value_covers_every_user")
 
@@ -69,5 +70,32 @@ def value_backtests_metrics_are_valid(
             "probabilities_out_of_range": bad_probabilities,
             "invalid_errors_or_totals": bad_errors,
             "mae_chosen": float(mae) if mae is not None else None,
+        },
+    )
+
+
+@dg.asset_check(asset=VALUE_MODEL.asset_key, blocking=False)
+def value_model_fits_are_not_degenerate(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    """No fit of the version that scores the partition is degenerate (a parameter at a bound or
+    running off, a flat likelihood, BG/NBD below the NBD). A degenerate fit is never used (the
+    scores fall back, see the version's notes), so this warns and names the parameter."""
+    store = ModelStore(warehouse.paths.model_store)
+    degenerate: dict[str, list[str]] = {}
+    diagnostics: dict[str, dict] = {}
+    for day in partition_days(context):
+        version = VALUE_MODEL.version_for(store, day)
+        diagnostics = version.metrics.get("diagnostics") or {}
+        for model, found in diagnostics.items():
+            if found.get("degenerate"):
+                degenerate[f"{day} {model} (version {version.version})"] = found["problems"]
+    return dg.AssetCheckResult(
+        passed=not degenerate,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{k}: {', '.join(v)}" for k, v in degenerate.items()) or None,
+        metadata={
+            "degenerate_fits": dg.MetadataValue.json(degenerate),
+            "diagnostics": dg.MetadataValue.json(diagnostics),
         },
     )

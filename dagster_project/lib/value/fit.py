@@ -20,6 +20,7 @@ from dagster_project.lib.value.clv import (
     PurchaseModel,
     fitted_params_summary,
 )
+from dagster_project.lib.value.clv.diagnostics import bgnbd_diagnostics, gamma_gamma_diagnostics
 from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
@@ -32,9 +33,11 @@ from dagster_project.lib.value.spec import CHURN_CLASSIFIER, PROBABILISTIC, Valu
 class ValueModels:
     """Fitted value models for one snapshot (picklable; no training data kept).
 
-    ``bgnbd`` / ``pareto_nbd`` / ``gamma_gamma`` are None when they could not be fitted;
-    ``notes`` says why. ``forecast_choice`` maps a calibration-frequency group ('0'..'6', '7+')
-    to the purchase model that forecasts it (groups not listed use ``default_forecast``);
+    ``bgnbd`` / ``pareto_nbd`` / ``gamma_gamma`` are None when they could not be fitted or
+    their fit was degenerate (``diagnostics``, per model: see
+    :mod:`~dagster_project.lib.value.clv.diagnostics`); ``notes`` says why.
+    ``forecast_choice`` maps a calibration-frequency group ('0'..'6', '7+') to the purchase
+    model that forecasts it (groups not listed use ``default_forecast``);
     ``churn_classifier`` is the supervised churn model when one could be trained;
     ``use_churn_classifier`` says whether it beat the probabilistic churn score on the internal
     holdout (and so scores churn). ``selection`` holds that holdout's evidence. Times inside the
@@ -58,6 +61,7 @@ class ValueModels:
     forecast_choice: dict[str, str] = field(default_factory=dict)
     default_forecast: str = "bgnbd"
     selection: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def purchase_model(self, key: str) -> PurchaseModel | None:
         return {"bgnbd": self.bgnbd, "pareto_nbd": self.pareto_nbd}.get(key)
@@ -90,6 +94,7 @@ class ValueModels:
             "forecast_choice": dict(self.forecast_choice),
             "churn_model": self.churn_model,
             "selection": self.selection,
+            "diagnostics": self.diagnostics,
             "notes": list(self.notes),
         }
         if self.bgnbd is not None:
@@ -141,8 +146,10 @@ def _fit_purchase_model(
     penalizer: float,
     arrays: list[np.ndarray],
     notes: list[str],
+    diagnostics: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
-    """Fit one purchase model on weighted triples; None (with a note) when it fails."""
+    """Fit one purchase model on weighted triples; None (with a note) when it fails or, for
+    BG/NBD, when its diagnostics find it degenerate (recorded in ``diagnostics``)."""
     x, tx, T, n = arrays
     try:
         model = kind(penalizer=penalizer).fit(x, tx, T, weights=n)
@@ -152,6 +159,13 @@ def _fit_purchase_model(
     if not all(math.isfinite(v) for v in model.params_.values()):
         notes.append(f"{label} fit gave non-finite parameters")
         return None
+    if kind is BetaGeoModel:
+        found = bgnbd_diagnostics(model, x, tx, T, n)
+        if diagnostics is not None:
+            diagnostics["bgnbd"] = found.summary()
+        if found.degenerate:
+            notes.append(f"{label} fit degenerate, not used: {'; '.join(found.problems)}")
+            return None
     if not model.converged_:
         notes.append(f"{label} optimiser did not report convergence (best point kept)")
     return model
@@ -163,9 +177,10 @@ def fit_purchase_models(
     notes: list[str],
     label: str = "",
     with_pareto: bool = True,
+    diagnostics: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[BetaGeoModel | None, ParetoNBDModel | None, int]:
     """BG/NBD and (unless ``with_pareto`` is False) Pareto/NBD on the distinct triples of
-    ``customers``."""
+    ``customers``; BG/NBD's diagnostics go to ``diagnostics`` when given."""
     where = f" ({label})" if label else ""
     if customers.height < spec.min_customers:
         notes.append(
@@ -174,7 +189,9 @@ def fit_purchase_models(
         )
         return None, None, 0
     triples, arrays = _triples(customers, spec.time_unit_days)
-    bgnbd = _fit_purchase_model(BetaGeoModel, f"BG/NBD{where}", spec.bgnbd_penalizer, arrays, notes)
+    bgnbd = _fit_purchase_model(
+        BetaGeoModel, f"BG/NBD{where}", spec.bgnbd_penalizer, arrays, notes, diagnostics
+    )
     pareto = None
     if with_pareto:
         pareto = _fit_purchase_model(
@@ -184,8 +201,13 @@ def fit_purchase_models(
 
 
 def fit_gamma_gamma(
-    customers: pl.DataFrame, spec: ValueSpec, notes: list[str]
+    customers: pl.DataFrame,
+    spec: ValueSpec,
+    notes: list[str],
+    diagnostics: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[GammaGammaModel | None, int, float | None]:
+    """Gamma-Gamma on the repeat customers; None (with a note) when there are too few, the fit
+    fails, has no finite mean spend, or its diagnostics find it degenerate."""
     count_col, value_col = spec.gg_count_column, spec.gg_value_column
     repeat = customers.filter(
         (pl.col(X_COL) > 0)
@@ -211,16 +233,26 @@ def fit_gamma_gamma(
             .agg(pl.len().alias("n"))
             .sort(count_col, value_col)
         )
+        counts, values, weights = (
+            grouped[c].to_numpy().astype(np.float64) for c in (count_col, value_col, "n")
+        )
         try:
             gamma_gamma = GammaGammaModel(penalizer=spec.gg_penalizer).fit(
-                grouped[count_col].to_numpy().astype(np.float64),
-                grouped[value_col].to_numpy().astype(np.float64),
-                weights=grouped["n"].to_numpy().astype(np.float64),
+                counts, values, weights=weights
             )
         except (ValueError, FloatingPointError) as exc:
             notes.append(f"Gamma-Gamma fit failed: {exc}")
         else:
-            if not math.isfinite(gamma_gamma.population_mean_):
+            found = gamma_gamma_diagnostics(gamma_gamma, counts, values, weights)
+            if diagnostics is not None:
+                diagnostics["gamma_gamma"] = found.summary()
+            if found.degenerate:
+                notes.append(
+                    f"Gamma-Gamma fit degenerate, not used: {'; '.join(found.problems)}; "
+                    "expected_order_value uses the fallback"
+                )
+                gamma_gamma = None
+            elif not math.isfinite(gamma_gamma.population_mean_):
                 notes.append("Gamma-Gamma q <= 1 (no finite mean spend): using the fallback")
                 gamma_gamma = None
     if gamma_gamma is not None and corr is not None and abs(corr) > 0.3:

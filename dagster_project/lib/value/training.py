@@ -64,10 +64,11 @@ def fit_value_models(
     n_customers = customers.height
     population_aov = population_order_value(customers)
     # Pareto/NBD only competes when there is a history to choose on (it costs more to fit)
+    diagnostics: dict[str, dict[str, Any]] = {}
     bgnbd, pareto, n_triples = fit_purchase_models(
-        customers, spec, notes, with_pareto=history is not None
+        customers, spec, notes, with_pareto=history is not None, diagnostics=diagnostics
     )
-    gamma_gamma, n_repeat, corr = fit_gamma_gamma(customers, spec, notes)
+    gamma_gamma, n_repeat, corr = fit_gamma_gamma(customers, spec, notes, diagnostics)
 
     choice: dict[str, str] = {}
     default = "bgnbd"
@@ -118,4 +119,5 @@ def fit_value_models(
         forecast_choice=choice,
         default_forecast=default,
         selection=selection,
+        diagnostics=diagnostics,
     )
