@@ -300,7 +300,10 @@ def _check_outcomes(result) -> tuple[list[str], list[str]]:
             # previous promoted version): reported, but it does not fail the run
             warn = getattr(evaluation.severity, "value", None) == "WARN"
             prefix = WARNING_PREFIX if warn else ""
-            failed.append(prefix + name + _failure_detail(evaluation.metadata))
+            detail = _failure_detail(evaluation.metadata)
+            if not detail and getattr(evaluation, "description", None):
+                detail = f": {evaluation.description}"  # a check that says why in words
+            failed.append(prefix + name + detail)
     return passed, failed
 
 
