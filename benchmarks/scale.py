@@ -6,11 +6,11 @@ Generates the sample (``strata generate``), holds its last day back, runs ``stra
 catch-up of every other day plus that day's snapshot), lands the last day and runs again (the
 next-day run a schedule makes every morning). Each ``strata run`` is its own process, as a user
 starts it; for each the script prints the wall time, the peak resident memory of the whole
-process tree (the CLI, Dagster's step processes, dbt; sampled every 0.2 s from /proc, so Linux
-only, and shared pages count once per process), and the Dagster steps grouped by stage. The
-floor is one plain DuckDB scan of the same landing files (every table, every column read): no
-pipeline can ingest the data faster than it can read it once, so the ratio to the floor says
-how much of the run is work beyond reading.
+process tree (the CLI and any process it starts, dbt running inside it; sampled every 0.2 s
+from /proc, so Linux only, and shared pages count once per process), and the Dagster steps
+grouped by stage. The floor is one plain DuckDB scan of the same landing files (every table,
+every column read): no pipeline can ingest the data faster than it can read it once, so the
+ratio to the floor says how much of the run is work beyond reading.
 
 Without --home the data lives in a temporary folder that is removed at the end.
 """
