@@ -202,8 +202,43 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
             print(f"segment sizes on {latest}:")
             for scheme, segment, label, users in sizes:
                 print(f"  {scheme:<16} {segment:<26} {label or '':<12} {users:>8,}")
+        if table_exists(con, "marts", "model_quality"):
+            _print_model_quality(con)
     print(f"Parquet exports: {paths.serving_parquet}")
     print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
+
+
+def _print_model_quality(con) -> None:
+    """Each model's newest promoted version: how many figures passed, and the ones that failed
+    (a minimum-data guard that was missed says which outputs it left NULL)."""
+    from dagster_project.lib.model_store.quality import QualityMetric, failed_quality
+
+    rows = con.execute(
+        """
+        with newest as (
+            select model_name, arg_max(model_version, (trained_as_of, fitted_at)) as model_version
+            from marts.model_versions where promoted group by model_name
+        )
+        select q.model_version, q.metric, q.value, q.threshold, q.comparison, q.source, q.note
+        from marts.model_quality as q join newest using (model_name, model_version)
+        order by q.model_name, q.metric
+        """
+    ).fetchall()
+    by_version: dict[str, list[QualityMetric]] = {}
+    for version, *fields in rows:
+        metric, value, threshold, comparison, source, note = fields
+        by_version.setdefault(version, []).append(
+            QualityMetric(metric, value, threshold, comparison, source, note or "")
+        )
+    if not by_version:
+        return
+    print("model quality (newest versions; every figure in marts.model_quality):")
+    for version, figures in by_version.items():
+        judged = [f for f in figures if f.passed is not None]
+        failed = failed_quality(figures)
+        print(f"  {version}: {len(judged) - len(failed)} of {len(judged)} passed")
+        for line in failed:
+            print(f"    below the bar: {line}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,9 +24,16 @@ from dagster_project.defs.common import (
 )
 from dagster_project.defs.features.assets import USER_FEATURES
 from dagster_project.lib.core.warehouse import read_frame, replace_rows
+from dagster_project.lib.model_store.quality import (
+    failed_quality,
+    quality_frame,
+    quality_metadata,
+    stored_quality,
+)
 from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
 MODEL_VERSIONS_TABLE = "marts.model_versions"
+MODEL_QUALITY_TABLE = "marts.model_quality"
 
 # (features as of the day) -> (fitted model, metrics worth keeping with the version)
 FitModel = Callable[[pl.DataFrame], tuple[Any, dict[str, Any]]]
@@ -63,7 +70,8 @@ def feature_history(con: duckdb.DuckDBPyConnection, day: date) -> FeatureHistory
 
 
 def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) -> None:
-    """Upsert the version into marts.model_versions so BI can name the model behind a row."""
+    """Upsert the version into marts.model_versions (so BI can name the model behind a row) and
+    its figures into marts.model_quality."""
     row = pl.DataFrame(
         {
             "model_name": [version.name],
@@ -75,7 +83,22 @@ def record_model_version(con: duckdb.DuckDBPyConnection, version: ModelVersion) 
             "promoted": [version.promoted],
         }
     )
-    replace_rows(con, MODEL_VERSIONS_TABLE, row, {"model_version": version.version})
+    key = {"model_version": version.version}
+    replace_rows(con, MODEL_VERSIONS_TABLE, row, key)
+    quality = quality_frame(
+        version.name, version.version, version.as_of, stored_quality(version.metrics)
+    )
+    replace_rows(con, MODEL_QUALITY_TABLE, quality, key)
+
+
+def model_quality_metadata(version: ModelVersion) -> dict[str, Any]:
+    """The version's quality figures as numeric asset metadata (Dagster plots them over
+    materialisations) plus the failed ones in words."""
+    quality = stored_quality(version.metrics)
+    return {
+        **quality_metadata(quality),
+        "quality_failed": dg.MetadataValue.json(failed_quality(quality)),
+    }
 
 
 class VersionedModel:
@@ -149,6 +172,7 @@ class VersionedModel:
                     "model_version": version.version,
                     "trained_as_of": version.as_of.isoformat(),
                     "fitted_in_this_run": fitted_now,
+                    **model_quality_metadata(version),
                     "metrics": dg.MetadataValue.json(version.metrics),
                 }
             )

@@ -118,6 +118,33 @@ def test_the_summary_carries_every_catalog_scheme_under_the_catalog_names(wareho
     assert playbook_schemes <= summary_schemes
 
 
+def test_every_model_version_has_its_quality_rows_for_bi(pipeline_home):
+    serving = duckdb.connect(str(pipeline_home.serving_db), read_only=True)
+    try:
+        versions = serving.execute(
+            "select model_name, model_version from marts.model_versions order by all"
+        ).fetchall()
+        quality = serving.sql(
+            "select model_name, model_version, metric, value, threshold, comparison, passed "
+            "from marts.model_quality"
+        ).pl()
+    finally:
+        serving.close()
+    assert {"segment_clusters", "customer_value"} <= {name for name, _ in versions}
+    assert set(quality.select("model_name", "model_version").unique().rows()) == set(versions)
+    metrics = set(quality["metric"])
+    assert {"silhouette", "bootstrap_mean_ari", "surrogate_fidelity"} <= metrics
+    assert {"customers", "history_days", "forecast_mae", "churn_auc"} <= metrics
+    judged = quality.filter(pl.col("threshold").is_not_null())
+    # the verdict is the comparison of value and bar (a missing value fails)
+    expected = [
+        v is not None and (v >= t if c == ">=" else v <= t)
+        for v, t, c in judged.select("value", "threshold", "comparison").rows()
+    ]
+    assert judged["passed"].to_list() == expected
+    assert quality.filter(pl.col("threshold").is_null())["passed"].is_null().all()
+
+
 def test_serving_file_and_parquet_exports_hold_the_bi_tables(pipeline_home):
     serving = duckdb.connect(str(pipeline_home.serving_db), read_only=True)
     tables = {

@@ -2,6 +2,7 @@
 
 import sys
 
+import polars as pl
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from dagster_project.pipeline_run import root_cause_message
@@ -20,3 +21,53 @@ def test_a_failed_step_is_summarised_by_its_own_error_not_dagsters_wrapper():
         'OSError: IO Error: Could not set lock on file "warehouse.duckdb": PID 42'
     )
     assert root_cause_message(None) == "failed"
+
+
+def test_the_summary_names_the_quality_figures_below_their_bar(tmp_path, capsys):
+    """Only each model's newest promoted version counts; a missed minimum says what it
+    left NULL."""
+    from datetime import date
+
+    import duckdb
+
+    from dagster_project.cli import _print_model_quality
+    from dagster_project.lib.core.warehouse import replace_rows
+    from dagster_project.lib.model_store.quality import at_least, at_most, quality_frame, reported
+
+    con = duckdb.connect(str(tmp_path / "serving.duckdb"))
+    versions = [
+        ("customer_value", "cv-old", date(2024, 3, 1), True),
+        ("customer_value", "cv-new", date(2024, 3, 8), True),
+        ("customer_value", "cv-refused", date(2024, 3, 9), False),
+    ]
+    for name, version, as_of, promoted in versions:
+        replace_rows(
+            con,
+            "marts.model_versions",
+            pl.DataFrame(
+                {
+                    "model_name": [name],
+                    "model_version": [version],
+                    "trained_as_of": [as_of],
+                    "fitted_at": ["2024-03-10T00:00:00"],
+                    "promoted": [promoted],
+                }
+            ),
+            {"model_version": version},
+        )
+        figures = [
+            at_least("customers", 12 if version == "cv-new" else 500, 20, "minimum_data", "CLV"),
+            at_most("churn_calibration_error", 0.04, 0.1, "internal_holdout"),
+            reported("holdout_customers", 300, "internal_holdout"),
+        ]
+        replace_rows(
+            con,
+            "marts.model_quality",
+            quality_frame(name, version, as_of, figures),
+            {"model_version": version},
+        )
+    _print_model_quality(con)
+    out = capsys.readouterr().out
+    assert "cv-new: 1 of 2 passed" in out
+    assert "below the bar: customers 12 < 20 (CLV)" in out
+    assert "cv-old" not in out and "cv-refused" not in out

@@ -92,6 +92,26 @@ def test_training_records_candidates_stability_surrogate_and_lineage(trained) ->
     assert set(means) == set(model.clusterer.feature_names_)
 
 
+def test_quality_rows_carry_the_figures_and_the_spec_bars(trained) -> None:
+    _, model = trained
+    spec = small_spec()
+    metrics = model.metrics()
+    quality = {q["metric"]: q for q in metrics["quality"]}
+    bars = spec.clustering.quality
+    chosen = next(c for c in metrics["candidates"] if c["chosen"])
+    assert quality["silhouette"]["value"] == chosen["silhouette"]
+    assert quality["silhouette"]["threshold"] == bars.min_silhouette
+    assert quality["davies_bouldin"]["comparison"] == "<="
+    assert quality["davies_bouldin"]["threshold"] == bars.max_davies_bouldin
+    assert quality["calinski_harabasz"]["passed"] is None  # no scale-free bar: reported
+    stability = quality["bootstrap_mean_ari"]
+    assert stability["value"] == metrics["stability"]["mean_ari"]
+    assert stability["threshold"] == spec.clustering.stability.min_mean_ari  # the gate's bar
+    assert stability["passed"] is (stability["value"] >= stability["threshold"])
+    assert quality["surrogate_fidelity"]["value"] == model.surrogate.fidelity_
+    assert quality["k"]["value"] == model.clusterer.k_
+
+
 def test_every_user_gets_a_reason_from_the_rules_or_the_nearest_centre() -> None:
     frame = user_features(300, seed=4)
     # a one-split tree cannot separate 3+ clusters: some users fall back to the centroid reason

@@ -293,6 +293,27 @@ def test_too_few_customers_still_scores_every_row(features: pl.DataFrame, spec: 
     )
 
 
+def test_too_short_a_history_is_not_scored_and_says_so(
+    features: pl.DataFrame, spec: ValueSpec
+) -> None:
+    # plenty of customers, but all first seen within the last three weeks
+    young = features.filter(
+        pl.col("customer_age_days").is_null() | (pl.col("customer_age_days") < 21)
+    )
+    assert young.filter("is_customer").height >= 5 * spec.min_customers
+    models = fit_value_models(young, spec)
+    assert models.bgnbd is None and models.pareto_nbd is None
+    assert any(
+        "BG/NBD not fitted" in n and "days of purchase history < 30" in n for n in models.notes
+    )
+    out = score_value(young, models, spec).filter("is_customer")
+    assert out["p_alive"].is_null().all() and set(out["churn_risk_band"]) == {"unscored"}
+    guard = {q["metric"]: q for q in models.summary()["quality"] if q["source"] == "minimum_data"}
+    assert guard["history_days"]["passed"] is False
+    assert guard["history_days"]["value"] == 20 and guard["history_days"]["threshold"] == 30
+    assert guard["customers"]["passed"] is True
+
+
 def test_no_customers_and_no_rows(features: pl.DataFrame, spec: ValueSpec) -> None:
     prospects = features.filter(~pl.col("is_customer")).head(30)
     out = score_value(prospects, fit_value_models(prospects, spec), spec)

@@ -57,7 +57,7 @@ def test_selection_evidence_and_choices(models: ValueModels) -> None:
     assert models.bgnbd is not None and models.pareto_nbd is not None
     sel = models.selection
     assert sel["holdout_days"] == 90 and sel["holdout_customers"] > 1000
-    assert set(sel["mae"]) == {"bgnbd", "pareto_nbd", "chosen"}
+    assert set(sel["mae"]) == {"bgnbd", "pareto_nbd", "chosen", "naive"}
     # per group the chosen model is the one with the lower holdout MAE (all groups are large)
     for row in sel["by_frequency_group"]:
         assert row["customers"] >= 30
@@ -65,6 +65,36 @@ def test_selection_evidence_and_choices(models: ValueModels) -> None:
         assert row["chosen"] == best == models.forecast_choice[row["group"]]
     assert sel["mae"]["chosen"] <= min(sel["mae"]["bgnbd"], sel["mae"]["pareto_nbd"]) + 1e-12
     assert models.notes == []
+
+
+def test_quality_judges_the_models_in_use_on_the_internal_holdout(
+    models: ValueModels, spec: ValueSpec
+) -> None:
+    quality = {q["metric"]: q for q in models.summary()["quality"]}
+    sel = models.selection
+    mae = quality["forecast_mae"]
+    assert mae["value"] == sel["mae"]["chosen"] and mae["threshold"] == sel["mae"]["naive"]
+    # the fitted models beat carrying each customer's past rate forward
+    assert mae["comparison"] == "<=" and mae["passed"] is True
+    auc = quality["churn_auc"]
+    assert models.churn_model == "gbm" and auc["value"] == sel["churn"]["auc"]["gbm"]
+    assert auc["threshold"] == spec.quality_min_churn_auc and auc["passed"] is True
+    calibration = quality["churn_calibration_error"]
+    assert calibration["value"] == sel["churn"]["calibration_error"]["gbm"]
+    assert 0 <= calibration["value"] <= spec.quality_max_churn_calibration_error
+    assert {quality[m]["passed"] for m in ("customers", "repeat_customers", "history_days")} == {
+        True
+    }
+    assert quality["holdout_customers"]["passed"] is None  # reported, not judged
+
+
+def test_calibration_error_is_the_weighted_gap_over_deciles() -> None:
+    from dagster_project.lib.value.metrics import calibration_error
+
+    score = np.repeat([0.1, 0.9], 50)
+    assert calibration_error(score, np.repeat([0, 1], 50)) == pytest.approx(0.1)
+    assert calibration_error(score, score > 2) == pytest.approx(0.5)  # nobody churned
+    assert np.isnan(calibration_error([], []))
 
 
 def test_classifier_wins_when_features_see_what_the_counts_cannot(models: ValueModels) -> None:
@@ -133,12 +163,23 @@ def test_too_little_history_falls_back_with_notes(
     assert any("model selection skipped" in note for note in models.notes)
     out = score_value(snapshots["now"], models, spec).filter("is_customer")
     assert set(out["forecast_model"]) == {"bgnbd"} and set(out["churn_model"]) == {"bgnbd"}
+    # nothing measured the models: the churn rows fail and every holdout row says why
+    assert models.selection["status"].startswith("model selection skipped: ")
+    holdout = {q["metric"]: q for q in models.summary()["quality"] if q["source"] != "minimum_data"}
+    assert holdout["churn_auc"]["value"] is None and holdout["churn_auc"]["passed"] is False
+    assert holdout["forecast_mae"]["passed"] is None  # its bar is measured on the same holdout
+    assert {q["note"] for m, q in holdout.items() if m != "holdout_customers"} == {
+        models.selection["status"]
+    }
     # a holdout big enough to choose forecasts but too small for the classifier
     strict = dataclasses.replace(spec, churn_min_customers=10**6)
     models = fit_value_models(snapshots["now"], strict, snapshots["history"])
     assert models.churn_classifier is None and models.churn_model == "probabilistic"
     assert any("churn classifier not trained" in note for note in models.notes)
     assert set(models.forecast_choice) == set(frequency_groups())
+    quality = {q["metric"]: q for q in models.summary()["quality"]}
+    assert quality["churn_auc"]["value"] == models.selection["churn"]["auc"]["probabilistic"]
+    assert quality["churn_auc"]["note"] == "churn score in use: probabilistic"
 
 
 def test_models_pickle_with_the_classifier(models: ValueModels, snapshots, spec) -> None:

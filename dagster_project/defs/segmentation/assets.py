@@ -29,6 +29,7 @@ from dagster_project.defs.models import (
     ModelFitConfig,
     VersionedModel,
     features_as_of,
+    model_quality_metadata,
     record_model_version,
 )
 from dagster_project.lib.core import settings
@@ -254,6 +255,7 @@ def segment_clusters(
                 "```\n" + metrics.get("surrogate", {}).get("rules_text", "") + "\n```"
             ),
             "clusters": preview(model.profile().drop("feature_means_json"), rows=30),
+            **model_quality_metadata(version),
             "metrics": dg.MetadataValue.json(metrics),
         },
     )

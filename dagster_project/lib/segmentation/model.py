@@ -20,6 +20,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dagster_project.lib.model_store.quality import (
+    QualityMetric,
+    at_least,
+    at_most,
+    quality_dicts,
+    reported,
+)
 from dagster_project.lib.segmentation.clustering.clusterer import (
     SegmentClusterer,
     clusterer_from_spec,
@@ -33,7 +40,7 @@ from dagster_project.lib.segmentation.clustering.stability import (
 )
 from dagster_project.lib.segmentation.clustering.surrogate import SurrogateTree, format_number
 from dagster_project.lib.segmentation.rules.ordered import number_text
-from dagster_project.lib.segmentation.spec import SegmentationSpec
+from dagster_project.lib.segmentation.spec import QualitySpec, SegmentationSpec
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class SegmentModel:
     lineage: pl.DataFrame
     previous_version: str | None
     reason_terms: int = 2
+    quality_spec: QualitySpec | None = None  # None in versions pickled before it was kept
 
     # ------------------------------------------------------------------ scoring
 
@@ -207,7 +215,34 @@ class SegmentModel:
             "ids": self.ids,
             "next_id": int(model.next_id_),
             "clusters": self.profile().drop("feature_means_json").to_dicts(),
+            "quality": quality_dicts(self.quality()),
         }
+
+    def quality(self) -> list[QualityMetric]:
+        """The version's figures for marts.model_quality, judged against the spec's bars (the
+        stability bars are the promotion gate's)."""
+        bars = self.quality_spec or QualitySpec()
+        chosen = next(c for c in self.clusterer.candidate_scores_ if c["chosen"])
+        fidelity = self.surrogate.fidelity_
+        return [
+            reported("k", self.clusterer.k_, "k_selection"),
+            reported("users", self.clusterer.n_samples_fit_, "k_selection"),
+            at_least("silhouette", chosen["silhouette"], bars.min_silhouette, "k_selection"),
+            reported("calinski_harabasz", chosen["calinski_harabasz"], "k_selection"),
+            at_most(
+                "davies_bouldin", chosen["davies_bouldin"], bars.max_davies_bouldin, "k_selection"
+            ),
+            at_least(
+                "bootstrap_mean_ari", self.stability.mean_ari, self.gate.min_mean_ari, "bootstrap"
+            ),
+            at_least(
+                "bootstrap_min_cluster_jaccard",
+                self.stability.min_cluster_jaccard,
+                self.gate.min_cluster_jaccard,
+                "bootstrap",
+            ),
+            at_least("surrogate_fidelity", fidelity, bars.min_surrogate_fidelity, "surrogate"),
+        ]
 
 
 def _previous_clusterer(previous: Any) -> SegmentClusterer | None:
@@ -266,6 +301,7 @@ def train_segment_model(
         lineage=lineage,
         previous_version=previous_version,
         reason_terms=c.surrogate.reason_terms,
+        quality_spec=c.quality,
     )
 
 

@@ -236,6 +236,15 @@ class SurrogateSpec:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    """Bars for the figures marts.model_quality judges (see the yml); None: reported only."""
+
+    min_silhouette: float | None = 0.25
+    max_davies_bouldin: float | None = 1.5
+    min_surrogate_fidelity: float | None = 0.9
+
+
+@dataclass(frozen=True)
 class ClusteringSpec:
     """KMeans clustering parameters (see the yml)."""
 
@@ -254,6 +263,7 @@ class ClusteringSpec:
     stability: StabilitySpec = field(default_factory=StabilitySpec)
     matching: MatchingSpec = field(default_factory=MatchingSpec)
     surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dagster_project.lib.segmentation.spec import (
     NamingSpec,
     NamingTerm,
     OpsTierSpec,
+    QualitySpec,
     RulesSpec,
     ScoreRule,
     SegmentationSpec,
@@ -150,6 +151,7 @@ class _ClusteringIn(SpecModel):
     stability: dataclass_model(StabilitySpec) | None = None  # type: ignore[valid-type]
     matching: dataclass_model(MatchingSpec) | None = None  # type: ignore[valid-type]
     surrogate: dataclass_model(SurrogateSpec) | None = None  # type: ignore[valid-type]
+    quality: dataclass_model(QualitySpec) | None = None  # type: ignore[valid-type]
     naming: _NamingIn
 
 
@@ -324,6 +326,7 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
             stability=_section(StabilitySpec, c.stability),
             matching=_section(MatchingSpec, c.matching),
             surrogate=_section(SurrogateSpec, c.surrogate),
+            quality=_section(QualitySpec, c.quality),
             naming=NamingSpec(
                 z_threshold=naming.z_threshold,
                 max_terms=naming.max_terms,

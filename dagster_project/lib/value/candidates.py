@@ -21,6 +21,7 @@ from dagster_project.lib.value.metrics import (
     T_COL,
     TX_COL,
     X_COL,
+    calibration_error,
     frequency_groups,
     holdout_outcomes,
     mae,
@@ -80,6 +81,10 @@ def evaluate_candidates(
     choice, default, overall, by_group = _forecast_choice(scored, candidates, spec)
     scored = _with_chosen_model(scored, choice, default, candidates)
     overall["chosen"] = mae(scored["_pred_chosen"].to_numpy(), actual)
+    # the bar a model must clear: each customer's past repeat rate carried over the window
+    past_rate = pl.when(pl.col(T_COL) > 0).then(pl.col(X_COL) / pl.col(T_COL)).otherwise(0.0)
+    naive = scored.select(past_rate * float(spec.churn_window_days)).to_series().to_numpy()
+    overall["naive"] = mae(naive, actual)
     evidence.update(
         {
             "actual_purchases": float(actual.sum()),
@@ -197,6 +202,10 @@ def _compare_churn_models(
         for k in (*candidates, PROBABILISTIC)
     }
     evidence["auc"] = auc
+    calibration = {
+        PROBABILISTIC: calibration_error(scored[f"_quiet_{PROBABILISTIC}"].to_numpy()[test], y_test)
+    }
+    evidence["calibration_error"] = calibration
 
     def smallest_class(labels: np.ndarray) -> int:
         return int(min(labels.sum(), labels.size - labels.sum()))
@@ -216,9 +225,9 @@ def _compare_churn_models(
         return PROBABILISTIC, evidence
     try:
         classifier = new_classifier(spec).fit(scored.filter(~pl.Series(test)), churned[~test])
-        auc[CHURN_CLASSIFIER] = roc_auc(
-            classifier.predict_churn(scored.filter(pl.Series(test))), y_test
-        )
+        predicted = classifier.predict_churn(scored.filter(pl.Series(test)))
+        auc[CHURN_CLASSIFIER] = roc_auc(predicted, y_test)
+        calibration[CHURN_CLASSIFIER] = calibration_error(predicted, y_test)
     except ValueError as exc:
         notes.append(f"churn classifier failed ({exc}): churn risk is probabilistic")
         return PROBABILISTIC, evidence

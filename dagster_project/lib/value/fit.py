@@ -62,6 +62,7 @@ class ValueModels:
     default_forecast: str = "bgnbd"
     selection: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quality: list[dict[str, Any]] = field(default_factory=list)
 
     def purchase_model(self, key: str) -> PurchaseModel | None:
         return {"bgnbd": self.bgnbd, "pareto_nbd": self.pareto_nbd}.get(key)
@@ -95,6 +96,7 @@ class ValueModels:
             "churn_model": self.churn_model,
             "selection": self.selection,
             "diagnostics": self.diagnostics,
+            "quality": list(self.quality),
             "notes": list(self.notes),
         }
         if self.bgnbd is not None:
@@ -115,6 +117,14 @@ def check_columns(features: pl.DataFrame, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in features.columns]
     if missing:
         raise ValueError(f"feature frame lacks columns {missing}")
+
+
+def history_days(customers: pl.DataFrame) -> float:
+    """Days from the earliest first purchase to the as-of date: how much purchase history the
+    purchase models see (0 without customers)."""
+    if customers.height == 0:
+        return 0.0
+    return float(customers[T_COL].max())
 
 
 def population_order_value(customers: pl.DataFrame) -> float | None:
@@ -186,6 +196,13 @@ def fit_purchase_models(
         notes.append(
             f"BG/NBD not fitted{where}: {customers.height} customers"
             f" < {spec.min_customers} (nor Pareto/NBD)"
+        )
+        return None, None, 0
+    days = history_days(customers)
+    if days < spec.min_history_days:
+        notes.append(
+            f"BG/NBD not fitted{where}: {days:g} days of purchase history"
+            f" < {spec.min_history_days} (nor Pareto/NBD)"
         )
         return None, None, 0
     triples, arrays = _triples(customers, spec.time_unit_days)

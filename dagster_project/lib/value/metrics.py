@@ -131,3 +131,13 @@ def calibration_by_decile(score: ArrayLike, positive: ArrayLike, bins: int = 10)
         .sort("decile")
         .select(pl.col("decile").cast(pl.Int32), "customers", "predicted", "actual")
     )
+
+
+def calibration_error(score: ArrayLike, positive: ArrayLike, bins: int = 10) -> float:
+    """Expected calibration error: the customer-weighted mean |predicted - observed| over the
+    equal-count bins of :func:`calibration_by_decile` (NaN without customers)."""
+    table = calibration_by_decile(score, positive, bins)
+    if table.height == 0:
+        return float("nan")
+    gap = (table["predicted"] - table["actual"]).abs() * table["customers"]
+    return float(gap.sum() / table["customers"].sum())

@@ -55,6 +55,7 @@ class ValueSpec:
     time_unit_days: float = 1.0
     bgnbd_penalizer: float = 0.0
     min_customers: int = 20
+    min_history_days: int = 30
     pareto_penalizer: float = 0.0
     gg_penalizer: float = 0.0
     min_repeat_customers: int = 20
@@ -86,6 +87,9 @@ class ValueSpec:
         ("unscored", "未评分"),
     )
     simple_ltv_churn_floor: float = 0.01
+    quality_min_churn_auc: float = 0.6
+    quality_max_churn_calibration_error: float = 0.1
+    quality_max_forecast_mae_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -95,6 +99,14 @@ class ValueSpec:
             problems.append("penalizers must be >= 0")
         if self.min_customers < 1 or self.min_repeat_customers < 1:
             problems.append("minimum customer counts must be >= 1")
+        if self.min_history_days < 0:
+            problems.append("bgnbd.min_history_days must be >= 0")
+        if not 0 <= self.quality_min_churn_auc <= 1 or self.quality_max_churn_calibration_error < 0:
+            problems.append(
+                "need 0 <= quality.min_churn_auc <= 1, max_churn_calibration_error >= 0"
+            )
+        if self.quality_max_forecast_mae_ratio <= 0:
+            problems.append("quality.max_forecast_mae_ratio must be > 0")
         if self.fallback_order_value not in FALLBACKS:
             problems.append(f"fallback_order_value must be one of {FALLBACKS}")
         if self.expected_orders_days <= 0 or self.churn_window_days <= 0:
@@ -157,7 +169,11 @@ _SPEC_LAYOUT: dict[str, Any] = {
     "name": "name",
     "version": "version",
     "time_unit_days": "time_unit_days",
-    "bgnbd": {"penalizer": "bgnbd_penalizer", "min_customers": "min_customers"},
+    "bgnbd": {
+        "penalizer": "bgnbd_penalizer",
+        "min_customers": "min_customers",
+        "min_history_days": "min_history_days",
+    },
     "pareto_nbd": {"penalizer": "pareto_penalizer"},
     "gamma_gamma": {
         "penalizer": "gg_penalizer",
@@ -189,6 +205,11 @@ _SPEC_LAYOUT: dict[str, Any] = {
     },
     "churn_risk_bands": {"high": "band_high", "medium": "band_medium", "labels": "band_labels"},
     "simple_ltv": {"churn_floor": "simple_ltv_churn_floor"},
+    "quality": {
+        "min_churn_auc": "quality_min_churn_auc",
+        "max_churn_calibration_error": "quality_max_churn_calibration_error",
+        "max_forecast_mae_ratio": "quality_max_forecast_mae_ratio",
+    },
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from dagster_project.lib.model_store.quality import quality_dicts
 from dagster_project.lib.value.candidates import evaluate_candidates
 from dagster_project.lib.value.churn import ChurnClassifier
 from dagster_project.lib.value.fit import (
@@ -34,13 +35,21 @@ from dagster_project.lib.value.fit import (
     check_history,
     fit_gamma_gamma,
     fit_purchase_models,
+    history_days,
     new_classifier,
     population_order_value,
 )
 from dagster_project.lib.value.metrics import (
     valid_customers,
 )
-from dagster_project.lib.value.spec import CHURN_CLASSIFIER, REQUIRED_COLUMNS, ValueSpec, log
+from dagster_project.lib.value.quality import value_quality
+from dagster_project.lib.value.spec import (
+    CHURN_CLASSIFIER,
+    PROBABILISTIC,
+    REQUIRED_COLUMNS,
+    ValueSpec,
+    log,
+)
 
 
 def fit_value_models(
@@ -78,7 +87,10 @@ def fit_value_models(
     if history is not None and bgnbd is not None:
         evaluation = evaluate_candidates(history, features, spec)
         notes.extend(evaluation.notes)
-        selection = {"status": "selected on the internal holdout", **evaluation.evidence}
+        ran = "mae" in evaluation.evidence
+        skipped = next((n for n in evaluation.notes if "skipped" in n), "model selection skipped")
+        status = "selected on the internal holdout" if ran else skipped
+        selection = {"status": status, **evaluation.evidence}
         # a model chosen on the history but not fitted on the snapshot cannot forecast
         fitted = {"bgnbd": bgnbd, "pareto_nbd": pareto}
         available = {k for k, m in fitted.items() if m is not None}
@@ -101,6 +113,8 @@ def fit_value_models(
         notes.append("model selection skipped: BG/NBD could not be fitted on the snapshot")
     for note in notes:
         log.warning(note)
+    in_use = CHURN_CLASSIFIER if use_classifier and classifier is not None else PROBABILISTIC
+    quality = value_quality(spec, n_customers, n_repeat, history_days(customers), selection, in_use)
     return ValueModels(
         bgnbd=bgnbd,
         gamma_gamma=gamma_gamma,
@@ -120,4 +134,5 @@ def fit_value_models(
         default_forecast=default,
         selection=selection,
         diagnostics=diagnostics,
+        quality=quality_dicts(quality),
     )
