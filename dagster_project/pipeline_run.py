@@ -6,6 +6,8 @@ appear in the UI's run history."""
 from __future__ import annotations
 
 import contextlib
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -48,6 +50,14 @@ STAGES: tuple[tuple[str, str], ...] = (
 def stage_of(step_key: str) -> str:
     """The stage a Dagster step belongs to (see STAGES); other asset checks otherwise."""
     return next((stage for marker, stage in STAGES if marker in step_key), "other checks")
+
+
+def stage_tags(stage_seconds: dict[str, float]) -> dict[str, str]:
+    """Run tags `strata/seconds.<stage>` (Dagster tag keys allow letters, digits, `_-./`)."""
+    return {
+        "strata/seconds." + re.sub(r"[^a-z0-9]+", "_", stage.lower()).strip("_"): f"{sec:.1f}"
+        for stage, sec in stage_seconds.items()
+    }
 
 
 def step_durations(instance, run_id: str) -> list[tuple[str, float]]:
@@ -150,12 +160,14 @@ def _run_locked(
         say(f"ingesting {len(catch_up)} landed day(s) {catch_up[0]} .. {catch_up[-1]} in one run")
         report.caught_up = catch_up
         tags = {RANGE_START_TAG: catch_up[0].isoformat(), RANGE_END_TAG: catch_up[-1].isoformat()}
-        report.ok = runner.run(INGEST_JOB, tags=tags)
+        report.ok = runner.run(INGEST_JOB, f"ingesting {len(catch_up)} day(s)", tags=tags)
     for snapshot in snapshots:
         if not report.ok:
             break
         say(f"building snapshot {snapshot}")
-        report.ok = runner.run(DAILY_JOB, partition_key=snapshot.isoformat())
+        report.ok = runner.run(
+            DAILY_JOB, f"snapshot {snapshot}", partition_key=snapshot.isoformat()
+        )
     report.passed, report.failed = runner.passed, runner.failed
     report.stage_seconds = dict(runner.stage_seconds)
     return report
@@ -323,10 +335,18 @@ class _JobRunner:
         self.failed: list[str] = []
         self.stage_seconds: dict[str, float] = {}
 
-    def run(self, job_name: str, **kwargs) -> bool:
+    def run(self, job_name: str, label: str, **kwargs) -> bool:
+        from dagster._core.utils import make_new_run_id
+
+        from dagster_project.run_progress import ProgressState, RunProgress
+
         job = self.definitions.resolve_job_def(job_name)
+        run_id = make_new_run_id()
+        state = ProgressState(label, total_steps=len(job.nodes_in_topological_order))
+        terminal = sys.stderr  # before the redirect below: the progress line goes to the user
         with contextlib.ExitStack() as stack:
             if not self.verbose:  # dbt's and Dagster's output would bury the summary
+                stack.enter_context(RunProgress(self.instance, run_id, state, terminal))
                 log = stack.enter_context(self.log_file.open("a"))
                 stack.enter_context(contextlib.redirect_stdout(log))
                 stack.enter_context(contextlib.redirect_stderr(log))
@@ -336,11 +356,16 @@ class _JobRunner:
                 run_config=_run_config(self.verbose),
                 raise_on_error=False,
                 tags=tags,
+                run_id=run_id,
                 **kwargs,
             )
+        run_seconds: dict[str, float] = {}
         for step_key, seconds in step_durations(self.instance, result.run_id):
             stage = stage_of(step_key)
+            run_seconds[stage] = run_seconds.get(stage, 0.0) + seconds
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        # the same figures on the run in the Dagster UI (its tags are the run's metadata)
+        self.instance.add_run_tags(result.run_id, stage_tags(run_seconds))
         passed, failed = _check_outcomes(result)
         self.passed += passed
         self.failed += failed

@@ -40,6 +40,11 @@ class WarehouseResource(dg.ConfigurableResource):
             yield con
 
 
+# A step's log message that starts with this is progress within the step: `strata run` shows
+# the latest one on its progress line (dagster_project/run_progress.py).
+PROGRESS_PREFIX = "progress: "
+
+
 def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
     """Every day of the run's partition or partition range (single-run backfills)."""
     op_context = (

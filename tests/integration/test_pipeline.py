@@ -1,6 +1,8 @@
 """The whole daily pipeline on generated data, through the real CLI, Dagster, dbt and GX."""
 
+import io
 import re
+import sys
 from datetime import date
 
 import duckdb
@@ -160,13 +162,30 @@ def test_serving_file_and_parquet_exports_hold_the_bi_tables(pipeline_home):
     assert (exported / f"snapshot_date={PREVIOUS}" / "data.parquet").exists()
 
 
-def test_rerunning_a_day_changes_nothing(pipeline_copy):
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rerunning_a_day_changes_nothing(pipeline_copy, monkeypatch):
     warehouse = pipeline_copy / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
         before = {relation: table_rows(con, relation) for relation in BI_TABLES}
         every_table = rows_as_of(con, None)
 
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["run", "--home", str(pipeline_copy), "--date", END.isoformat()]) == 0
+    # on a terminal the run kept a progress line up to date, ending with every step done
+    updates = terminal.getvalue().split("\r")
+    assert len(updates) > 2, updates
+    assert re.match(rf"snapshot {END}: (\d+)/\1 steps, \d+ s", updates[-1]), updates[-1]
+    # and its Dagster run carries the time per stage
+    import dagster as dg
+
+    newest = dg.DagsterInstance.get().get_runs(limit=1)[0]  # DAGSTER_HOME: the copy's
+    assert float(newest.tags["strata/seconds.dbt_staging_dimensions"]) > 0
+    assert "strata/seconds.gx_validations" in newest.tags
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for relation in BI_TABLES:

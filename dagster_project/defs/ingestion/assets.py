@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource, partition_days
+from dagster_project.defs.common import (
+    DAILY_WAREHOUSE_ASSET,
+    PROGRESS_PREFIX,
+    WarehouseResource,
+    partition_days,
+)
 from dagster_project.lib.ingestion.contract import CONTRACT_TABLES, PARENTS, IngestError
 from dagster_project.lib.ingestion.ingest import ingest_partitions
 from dagster_project.lib.quality.run_log import record_ingestion
@@ -46,7 +51,16 @@ def _ingestion_asset(table: str) -> dg.AssetsDefinition:
         days = partition_days(context)
         with warehouse.connect() as con:
             try:
-                stats = ingest_partitions(con, landing, table, days, context.run.run_id)
+                stats = ingest_partitions(
+                    con,
+                    landing,
+                    table,
+                    days,
+                    context.run.run_id,
+                    on_progress=lambda done, total: context.log.info(
+                        f"{PROGRESS_PREFIX}{table} {done} of {total} days"
+                    ),
+                )
             except IngestError as exc:
                 raise dg.Failure(description=str(exc)) from exc
             record_ingestion(con, context.run.run_id, stats)

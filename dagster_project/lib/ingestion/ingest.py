@@ -28,7 +28,7 @@ see ``mapping/``) keep that lineage: quarantine then points at the team's origin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -199,20 +199,26 @@ def ingest_partitions(
     table: str,
     days: Iterable[date],
     run_id: str,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[IngestStats]:
     """Replace some days of one table in raw and quarantine (one transaction per chunk).
 
     Ingest parents first (users, then orders, then order_items and events): orphans are
-    judged against the parent rows already accepted.
+    judged against the parent rows already accepted. ``on_progress(days done, days)`` is
+    called after each chunk.
     """
     days = sorted(set(days))
     ensure_ingestion_tables(con)
     parent = PARENTS.get(table)
     parent_given = parent is not None and source_given(landing, parent.parent)
     stats: list[IngestStats] = []
+    done = 0
     for chunk in _chunks(landing, table, days):
         if chunk:
             stats += _ingest_chunk(con, landing, table, chunk, run_id, parent_given)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(days))
     return stats
 
 
