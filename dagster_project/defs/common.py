@@ -36,7 +36,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.paths.warehouse, read_only=read_only) as con:
+        home = self.paths.home
+        options = settings.duckdb_settings(home)
+        with warehouse.connect(self.paths.warehouse, read_only=read_only, settings=options) as con:
             yield con
 
 

@@ -1,10 +1,12 @@
 """Great Expectations suites (files in expectations/) run as blocking Dagster asset checks.
 
-A partitioned run is validated in windows of consecutive days holding at most
-MAX_ROWS_PER_VALIDATION rows: a daily run validates its one day, a 120-day catch-up a few
-windows instead of 120 small validations (each costs ~0.3 s of GX overhead), and memory
-stays bounded however long the backfill. GX is imported inside the check (about 10 s), so
-loading the code location does not pay for it.
+A partitioned run is validated in windows of consecutive days: a daily run validates its one
+day, a 120-day catch-up a few windows instead of 120 small validations (each costs ~0.3 s of
+GX overhead). A check with a ``sample_key`` takes windows of up to MAX_ROWS_PER_WINDOW rows and
+validates at most STRATA_GX_SAMPLE_ROWS of each (a deterministic sample on the key, see
+lib/quality/sampling.py), so GX time and memory stay bounded however large the history; one
+without a key validates windows of up to MAX_ROWS_PER_VALIDATION rows whole. GX is imported
+inside the check (about 10 s), so loading the code location does not pay for it.
 """
 
 from collections.abc import Callable
@@ -19,13 +21,19 @@ from dagster_project.lib.core import settings
 from dagster_project.lib.quality.run_log import record_suite, scrub_failures
 
 MAX_ROWS_PER_VALIDATION = 1_000_000
+MAX_ROWS_PER_WINDOW = 10_000_000
 WHOLE_TABLE_START = date(1900, 1, 1)
 
 
 def validation_windows(
-    con: duckdb.DuckDBPyConnection, relation: str, date_column: str, days: list[date]
-) -> list[tuple[date, date]]:
-    """Consecutive-day windows [first, last] of at most MAX_ROWS_PER_VALIDATION rows each."""
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    date_column: str,
+    days: list[date],
+    max_rows: int = MAX_ROWS_PER_VALIDATION,
+) -> list[tuple[date, date, int]]:
+    """Consecutive-day windows [first, last] of at most ``max_rows`` rows each (a single day
+    may hold more), with their row counts."""
     counts = dict(
         con.execute(
             f"select {date_column}, count(*) from {relation} "
@@ -33,15 +41,15 @@ def validation_windows(
             [days[0], days[-1]],
         ).fetchall()
     )
-    windows: list[tuple[date, date]] = []
+    windows: list[tuple[date, date, int]] = []
     start, rows = days[0], 0
     for day in days:
         day_rows = counts.get(day, 0)
-        if rows and rows + day_rows > MAX_ROWS_PER_VALIDATION:
-            windows.append((start, day - timedelta(days=1)))
+        if rows and rows + day_rows > max_rows:
+            windows.append((start, day - timedelta(days=1), rows))
             start, rows = day, 0
         rows += day_rows
-    windows.append((start, days[-1]))
+    windows.append((start, days[-1], rows))
     return windows
 
 
@@ -53,6 +61,7 @@ def expectation_suite_check(
     parameters: Callable[[], dict] | None = None,
     whole_window: bool = False,
     description: str | None = None,
+    sample_key: str | None = None,
 ) -> dg.AssetChecksDefinition:
     """A blocking check running expectations/<suite>.json on the asset's relation.
 
@@ -61,8 +70,9 @@ def expectation_suite_check(
     `frame_query` replaces the plain `select *` (bound to `$first` / `$last`), e.g. to add
     per-row columns a suite checks; `parameters` adds suite parameters read when the check
     runs (thresholds from the environment); `whole_window` validates the run's days in one
-    frame (a per-day summary is small however long the run). Every result is also recorded
-    in marts.data_quality_runs.
+    frame (a per-day summary is small however long the run); `sample_key` (the columns that
+    identify a row) lets a large window be validated on a sample. Every result is also
+    recorded in marts.data_quality_runs.
     """
     relation = ".".join(asset_key.path)
 
@@ -77,29 +87,38 @@ def expectation_suite_check(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
         from dagster_project.lib.quality.gx_suites import validate_frame
+        from dagster_project.lib.quality.sampling import plan_sample, sample_rows, sampled_query
 
         failures: list[dict] = []
-        evaluated = rows = 0
+        evaluated = rows = rows_in_windows = 0
         has_error = has_warning = False
         run_id = context.run.run_id
         extra = parameters() if parameters else {}
+        cap = sample_rows()
         with warehouse.connect() as con:
             days: list[date] = partition_days(context) if date_column else []
             if date_column is None:
-                windows = [(WHOLE_TABLE_START, date.today())]
+                windows = [(WHOLE_TABLE_START, date.today(), None)]
             elif whole_window:
-                windows = [(days[0], days[-1])]
+                windows = [(days[0], days[-1], None)]
             else:
-                windows = validation_windows(con, relation, date_column, days)
-            for first, last in windows:
+                most = MAX_ROWS_PER_WINDOW if sample_key else MAX_ROWS_PER_VALIDATION
+                windows = validation_windows(con, relation, date_column, days, most)
+            for first, last, counted in windows:
                 if frame_query is not None:
                     sql = frame_query(warehouse.paths)
                 else:
                     where = f" where {date_column} between $first and $last" if date_column else ""
                     sql = f"select * from {relation}{where}"
                 bound = date_column is not None or "$first" in sql
-                frame = con.sql(sql, params={"first": first, "last": last} if bound else None).df()
+                params = {"first": first, "last": last} if bound else None
+                if counted is None and sample_key is not None:
+                    counted = con.sql(f"select count(*) from ({sql})", params=params).fetchall()
+                    counted = counted[0][0]
+                sample = plan_sample(counted or 0, cap, sample_key)
+                frame = con.sql(sampled_query(sql, sample_key, sample), params=params).df()
                 rows += len(frame)
+                rows_in_windows += counted if counted is not None else len(frame)
                 result = validate_frame(
                     frame,
                     suite,
@@ -132,6 +151,8 @@ def expectation_suite_check(
             metadata={
                 "suite": suite,
                 "rows_validated": rows,
+                # more than rows_validated when large windows were validated on a sample
+                "rows_in_windows": rows_in_windows,
                 "windows_validated": len(windows),
                 "expectations_evaluated": evaluated,
                 "failed_expectations": len(failures),

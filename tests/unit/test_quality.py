@@ -515,3 +515,41 @@ def test_importing_the_runner_does_not_import_gx() -> None:
         "assert 'great_expectations' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_large_window_is_validated_on_a_stable_sample_that_still_sees_a_broken_column() -> None:
+    import duckdb
+
+    from dagster_project.lib.quality.sampling import plan_sample, sampled_query
+
+    base = good_frames()["raw_orders"]
+    n = 6000
+    frame = _raw(pd.concat([base] * (n // len(base)), ignore_index=True))
+    frame["order_id"] = [f"o{i}" for i in range(n)]
+    frame["amount"] = frame["amount"].astype("float64")
+    frame.loc[frame.index % 20 == 0, "amount"] = -1.0  # a systematic defect: 5% of rows
+    key = "_source_file, _source_line"
+    con = duckdb.connect()
+    con.register("frame_view", frame)
+    con.execute("create table raw_rows as select * from frame_view")
+    con.execute("create table shuffled as select * from raw_rows order by random()")
+
+    sample = plan_sample(n, 600, key)
+    assert 0 < sample.share < 0.2
+    picked = con.sql(sampled_query("select * from raw_rows", key, sample)).df()
+    assert 400 <= len(picked) <= 800
+    # the same rows whatever order the scan meets them in (a rerun validates the same sample)
+    again = con.sql(sampled_query("select * from shuffled", key, sample)).df()
+    assert sorted(again["order_id"]) == sorted(picked["order_id"])
+
+    result = validate_frame(
+        picked.astype({"ordered_at": "datetime64[us]"}), "raw_orders", EXPECTATIONS, WINDOW
+    )
+    failure = only_failure(result, "expect_column_values_to_be_between", "amount")
+    assert failure.unexpected_sample == [-1.0]
+
+    # a window that fits, or a check without a key, is validated whole
+    assert plan_sample(n, n, key).threshold is None
+    assert plan_sample(n, 600, None).threshold is None
+    whole = sampled_query("select * from raw_rows", key, plan_sample(n, n, key))
+    assert con.sql(f"select count(*) from ({whole})").fetchall()[0][0] == n

@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def env(monkeypatch):
-    for name in ("STRATA_PII_SALT", "STRATA_PARTITION_START", "STRATA_MAX_REJECT_SHARE"):
+    for name in (
+        "STRATA_PII_SALT",
+        "STRATA_PARTITION_START",
+        "STRATA_MAX_REJECT_SHARE",
+        "STRATA_DUCKDB_MEMORY_LIMIT",
+        "STRATA_DUCKDB_THREADS",
+    ):
         monkeypatch.delenv(name, raising=False)
     # export_runtime_environment sets these: have monkeypatch restore them afterwards
     for name in (
@@ -23,6 +29,7 @@ def env(monkeypatch):
         "DAGSTER_HOME",
         "DBT_TARGET_PATH",
         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+        "STRATA_DUCKDB_TEMP_DIRECTORY",
     ):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
@@ -91,3 +98,35 @@ def test_max_reject_share_is_a_share(env):
         env.setenv("STRATA_MAX_REJECT_SHARE", bad)
         with pytest.raises(settings.SettingsError, match="STRATA_MAX_REJECT_SHARE"):
             settings.max_reject_share()
+
+
+def test_duckdb_gets_a_memory_limit_threads_and_a_spill_folder_from_the_machine(tmp_path, env):
+    from dagster_project.lib.core.warehouse import connect
+
+    options = settings.duckdb_settings(tmp_path)
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < int(options["memory_limit"].removesuffix("MiB")) * 2**20 <= machine // 2
+    assert options["threads"] == str(len(os.sched_getaffinity(0)))
+    assert options["temp_directory"] == str(tmp_path / "tmp" / "duckdb")
+
+    env.setenv("STRATA_DUCKDB_MEMORY_LIMIT", "1.5GB")
+    env.setenv("STRATA_DUCKDB_THREADS", "1")
+    options = settings.duckdb_settings(tmp_path)
+    with connect(tmp_path / "warehouse.duckdb", settings=options) as con:
+        limit, threads, spill = con.execute(
+            "select current_setting('memory_limit'), current_setting('threads'), "
+            "current_setting('temp_directory')"
+        ).fetchall()[0]
+    assert limit.replace(" ", "") in ("1.5GB", "1.3GiB", "1.4GiB")  # DuckDB shows it its way
+    assert threads == 1 and spill == str(tmp_path / "tmp" / "duckdb")
+
+    # dbt's connection reads the same values from the environment strata exports
+    settings.export_runtime_environment(tmp_path, sample_data=True)
+    assert os.environ["STRATA_DUCKDB_MEMORY_LIMIT"] == "1.5GB"
+    assert os.environ["STRATA_DUCKDB_TEMP_DIRECTORY"] == str(tmp_path / "tmp" / "duckdb")
+
+    for name, bad in (("STRATA_DUCKDB_MEMORY_LIMIT", "lots"), ("STRATA_DUCKDB_THREADS", "0")):
+        env.setenv(name, bad)
+        with pytest.raises(settings.SettingsError, match=name):
+            settings.duckdb_settings(tmp_path)
+        env.delenv(name)

@@ -56,6 +56,7 @@ raw_expectation_checks = [
         f"raw_{table}",
         "_partition_date",
         frame_query=_rows_query(table),
+        sample_key="_source_file, _source_line",
     )
     for table in CONTRACT_TABLES
 ] + [

@@ -1,6 +1,6 @@
 """dbt models as Dagster assets, split by how they are partitioned.
 
-- `dbt_unpartitioned`: staging views and dimensions, rebuilt whole each run.
+- `dbt_unpartitioned`: staging tables and dimensions, rebuilt whole each run.
 - `dbt_daily`: incremental facts (tag `daily`); the run's partition window reaches them as the
   environment variables STRATA_MIN_DATE / STRATA_MAX_DATE, and a backfill of any length is one
   dbt call (single-run backfill policy).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -63,6 +64,10 @@ class StrataPaths:
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+    @property
+    def duckdb_temp(self) -> Path:
+        return self.home / "tmp" / "duckdb"
 
     @property
     def dbt_target(self) -> Path:
@@ -129,6 +134,56 @@ def _float_env(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+# DuckDB's own default is 80% of RAM for each database instance; dbt's connection and ours share
+# one, but polars frames, scikit-learn fits and Dagster live beside it: leave them room.
+DEFAULT_DUCKDB_MEMORY_SHARE = 0.5
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def _machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup's limit when the process runs under a smaller one."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def duckdb_settings(home: Path) -> dict[str, str]:
+    """What every connection that works on the warehouse sets (ours and dbt's, through the
+    same environment variables): ``memory_limit`` (STRATA_DUCKDB_MEMORY_LIMIT, e.g. ``6GB``;
+    default half the machine's memory), ``threads`` (STRATA_DUCKDB_THREADS; default the cores
+    this process may use) and ``temp_directory``, where DuckDB spills what does not fit
+    (``$STRATA_HOME/tmp/duckdb``)."""
+    memory = os.environ.get("STRATA_DUCKDB_MEMORY_LIMIT", "").strip()
+    if not memory:
+        mib = int(_machine_memory_bytes() * DEFAULT_DUCKDB_MEMORY_SHARE) // 2**20
+        memory = f"{mib}MiB"
+    elif not _MEMORY_LIMIT.match(memory):
+        raise SettingsError(
+            f"STRATA_DUCKDB_MEMORY_LIMIT must be a size such as 6GB or 4096MiB, got {memory!r}"
+        )
+    threads = os.environ.get("STRATA_DUCKDB_THREADS", "").strip() or str(_usable_cores())
+    if not threads.isdigit() or int(threads) < 1:
+        raise SettingsError(f"STRATA_DUCKDB_THREADS must be a whole number >= 1, got {threads!r}")
+    return {
+        "memory_limit": memory,
+        "threads": threads,
+        "temp_directory": str(StrataPaths(home).duckdb_temp),
+    }
+
+
 def max_reject_share() -> float:
     """Largest share of a day's rows that may be quarantined before the run stops (0..1)."""
     return _float_env("STRATA_MAX_REJECT_SHARE", DEFAULT_MAX_REJECT_SHARE, 0.0, 1.0)
@@ -190,6 +245,9 @@ def export_runtime_environment(home: Path, sample_data: bool | None = None) -> N
     os.environ["STRATA_HOME"] = str(home)
     # per home: dbt's saved parse is only reusable for the profile (warehouse path) it was made for
     os.environ["DBT_TARGET_PATH"] = str(StrataPaths(home).dbt_target)
+    # dbt's DuckDB connection (dbt/profiles.yml `settings`) reads the same values as ours
+    for name, value in duckdb_settings(home).items():
+        os.environ[f"STRATA_DUCKDB_{name.upper()}"] = value
     for name, value in defaults.items():
         if not os.environ.get(name):  # an empty line copied from .env.example counts as unset
             os.environ[name] = value

@@ -17,10 +17,18 @@ import polars as pl
 
 
 @contextmanager
-def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path, read_only: bool = False, settings: Mapping[str, str] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to ``path``; ``settings`` (DuckDB options such as memory_limit) are SET on
+    it. They are set, not passed as connect-time config: in one process every connection to a
+    file shares one database instance, which refuses a second connection whose config differs
+    (dbt's, in the same process, sets the same values the same way)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     try:
+        for name, value in (settings or {}).items():
+            con.execute(f"set {name} = '{value.replace(chr(39), chr(39) * 2)}'")
         yield con
     finally:
         con.close()
