@@ -4,9 +4,9 @@
   serving copy is being written, leaves serving/strata.duckdb byte-identical and the
   warehouse usable; the next run succeeds (it marks the abandoned Dagster runs failed and
   frees their pool slots).
-- A BI client (another process) holding serving/strata.duckdb open read-only all along
-  neither blocks nor breaks those runs and keeps its consistent old view; a new connection
-  sees the new data.
+- BI clients (another process: the duckdb driver and SQLAlchemy with duckdb-engine, as
+  Superset connects) holding serving/strata.duckdb open read-only all along neither block nor
+  break those runs and keep their consistent old view; a new connection sees the new data.
 - Table-level problems (a required column missing, too many rejects) stop the run with a
   clear message and the serving file stays byte-identical.
 """
@@ -41,17 +41,30 @@ SNAPSHOT_SQL = (
     "select (select count(*) from marts.data_quality_runs), "
     "(select count(*) from marts.user_segments_daily)"
 )
+# A BI client in its own process: the duckdb driver (DBeaver, the CLI) or SQLAlchemy with
+# duckdb-engine, read only (Superset's settings in the README). argv: file, stop flag, driver.
 READER = f"""
 import json, os, sys, time
-import duckdb
 
-con = duckdb.connect(sys.argv[1], read_only=True)
 query = {SNAPSHOT_SQL!r}
-print(json.dumps(con.execute(query).fetchall()[0]), flush=True)
+if sys.argv[3] == "sqlalchemy":
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        "duckdb:///" + sys.argv[1], connect_args={{"read_only": True}}
+    )
+    bi = engine.connect()
+    run = lambda: list(bi.execute(sqlalchemy.text(query)).fetchall()[0])
+else:
+    import duckdb
+
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    run = lambda: list(con.execute(query).fetchall()[0])
+print(json.dumps(run()), flush=True)
 seen, queries, errors = set(), 0, []
 while not os.path.exists(sys.argv[2]):
     try:
-        seen.add(json.dumps(con.execute(query).fetchall()[0]))
+        seen.add(json.dumps(run()))
         queries += 1
     except Exception as exc:  # reported, not raised: the test asserts there are none
         errors.append(str(exc))
@@ -78,27 +91,35 @@ def assert_warehouse_usable(home: Path) -> None:
         con.execute("checkpoint")
 
 
-def test_kill_9_mid_run_and_mid_publish_with_a_bi_client_reading_throughout(home):
+def test_kill_9_mid_run_and_mid_publish_with_bi_clients_reading_throughout(home):
     before = serving(home).read_bytes()
     stop = home.parent / "stop-reader"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(serving(home)), str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(serving(home)), str(stop), driver],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for driver in ("duckdb", "sqlalchemy")
+    ]
     try:
-        first_view = json.loads(reader.stdout.readline())
+        first_views = [json.loads(reader.stdout.readline()) for reader in readers]
         kill_twice_then_run(home, before)
         stop.touch()
-        report = json.loads(reader.stdout.readline())
-        reader.wait(timeout=60)
+        reports = [json.loads(reader.stdout.readline()) for reader in readers]
+        for reader in readers:
+            reader.wait(timeout=60)
     finally:
-        if reader.poll() is None:  # a failed assertion above must not leave the reader behind
-            reader.kill()
-            reader.wait()
-    assert report["errors"] == []
-    assert report["queries"] > 10
-    assert report["seen"] == [json.dumps(first_view)]  # one consistent, old view throughout
+        for reader in readers:  # a failed assertion above must not leave a reader behind
+            if reader.poll() is None:
+                reader.kill()
+                reader.wait()
+    first_view = first_views[0]
+    assert first_views[1] == first_view
+    for report in reports:
+        assert report["errors"] == []
+        assert report["queries"] > 10
+        assert report["seen"] == [json.dumps(first_view)]  # one consistent, old view throughout
     with duckdb.connect(str(serving(home)), read_only=True) as con:  # a new connection
         records, segments = con.execute(SNAPSHOT_SQL).fetchall()[0]
     assert records > first_view[0]
