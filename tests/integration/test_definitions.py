@@ -17,10 +17,18 @@ def describe(definitions) -> list[str]:
         lines.append(f"asset {key.to_user_string()} group={node.group_name} {partitioned}")
     for check_key in sorted(graph.asset_check_keys, key=lambda k: k.to_user_string()):
         lines.append(f"check {check_key.to_user_string()}")
-    lines += sorted(f"job {job.name}" for job in definitions.jobs)
+    lines += sorted({f"job {job.name}" for job in definitions.jobs})  # a sensor's job too
     lines += sorted(
         f"schedule {s.name} job={s.job_name} cron={s.cron_schedule}" for s in definitions.schedules
     )
+    lines += sorted(
+        f"sensor {s.name} job={s.job_name} default={s.default_status.value}"
+        for s in definitions.sensors
+    )
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        policy = graph.get(key).freshness_policy
+        if policy is not None:
+            lines.append(f"freshness {key.to_user_string()} {type(policy).__name__}")
     return lines
 
 

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import dagster as dg
 
 from dagster_project.defs.common import (
@@ -38,6 +40,11 @@ BI_TABLES = [
     description=(
         "The BI-facing copy: every marts table in serving/strata.duckdb (DuckDB 1.x readable, "
         "swapped in atomically) and Parquet exports under serving/parquet/<table>/."
+    ),
+    # the daily schedule publishes at about 03:00 UTC: by 06:00 the copy must be at most a day
+    # old, or the UI marks the warehouse stale (a failed or missing run, a stuck queue)
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24)
     ),
     **DAILY_WAREHOUSE_ASSET,
 )

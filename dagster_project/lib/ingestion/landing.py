@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from dagster_project.lib.ingestion.contract import (
+    CONTRACT_TABLES,
     KIND_FUTURE,
     KIND_MISSING,
     KIND_NEGATIVE,
@@ -51,6 +52,16 @@ def partition_files(landing: Path, table: str, day: date) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in LANDING_SUFFIXES)
+
+
+def day_fingerprint(landing: Path, day: date) -> str:
+    """One fingerprint over every table's files of a landed day (see files_fingerprint)."""
+    digest = hashlib.sha1()
+    for table in CONTRACT_TABLES:
+        digest.update(
+            f"{table}:{files_fingerprint(partition_files(landing, table, day))}\n".encode()
+        )
+    return digest.hexdigest()
 
 
 def files_fingerprint(files: Iterable[Path]) -> str:
