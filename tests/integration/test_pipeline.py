@@ -174,6 +174,31 @@ def test_the_readme_bi_recipes_run_as_written_through_duckdb_engine(pipeline_hom
     assert moves and calls  # two snapshots: some users moved; some customers are at risk
 
 
+def test_the_ui_shows_charts_and_plots_numbers_on_the_model_and_segment_assets(pipeline_home):
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()  # the session's DAGSTER_HOME, where pipeline_home ran
+
+    def metadata(*path: str) -> dict:
+        event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
+        return event.asset_materialization.metadata
+
+    charts = {
+        ("models", "segment_clusters"): "k_selection_chart",
+        ("marts", "user_segments_daily"): "rf_heatmap",
+    }
+    for key, name in charts.items():
+        chart = metadata(*key)[name]
+        assert isinstance(chart, dg.MarkdownMetadataValue), key
+        assert "](data:image/png;base64,iVBORw0KGgo" in chart.value, key  # an embedded PNG
+    segments = metadata("marts", "user_segments_daily")
+    sizes = {k: v.value for k, v in segments.items() if k.startswith("users/cluster_")}
+    assert sizes and sum(sizes.values()) == USERS
+    model = metadata("models", "customer_value")
+    assert isinstance(model["quality/customers"], dg.FloatMetadataValue | dg.IntMetadataValue)
+    instance.dispose()
+
+
 def test_serving_file_header_is_readable_by_duckdb_1_1(pipeline_home):
     """DuckDB 1.0 and 1.1 read storage version 64 and refuse later ones: the header says 64."""
     header = pipeline_home.serving_db.read_bytes()[:20]

@@ -96,6 +96,9 @@ def _ingestion_asset(table: str) -> dg.AssetsDefinition:
                     dict(sorted(reasons.items(), key=lambda item: -item[1])[:20])
                 ),
                 "worst_day": f"{worst.partition_date} ({worst.reject_share:.1%} rejected)",
+                # plain numbers, so the UI plots them over runs
+                "reject_share_max": worst.reject_share,
+                "guest_share": sum(s.guest_rows for s in stats) / landed if landed else 0.0,
             },
         )
 

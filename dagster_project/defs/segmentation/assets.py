@@ -237,8 +237,15 @@ def segment_clusters(
                 written[key] = written.get(key, 0) + rows
             if serving is not None and serving.version != version.version:
                 _write_version_tables(con, serving, _load_segment_model(store, serving), overrides)
+    from dagster_project.lib.reporting.charts import k_selection_chart, markdown_image
+
     metrics = version.metrics
     gate = metrics.get("gate", {})
+    chart = markdown_image(
+        k_selection_chart(metrics.get("candidates", [])),
+        "k selection",
+        f"Scores by k for {version.version}; the dashed line marks the chosen k.",
+    )
     yield dg.MaterializeResult(
         asset_key=CLUSTER_MODEL.asset_key,
         metadata={
@@ -256,6 +263,7 @@ def segment_clusters(
             ),
             "clusters": preview(model.profile().drop("feature_means_json"), rows=30),
             **model_quality_metadata(version),
+            "k_selection_chart": dg.MetadataValue.md(chart),
             "metrics": dg.MetadataValue.json(metrics),
         },
     )
@@ -365,12 +373,26 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
             custom_rows += replace_snapshot(
                 con, _relation(USER_CUSTOM_SEGMENTS), custom, "snapshot_date", day
             )
+    from dagster_project.lib.reporting.charts import markdown_image, rf_heatmap
+
     sizes = segments.group_by("cluster_id", "cluster_name").len().sort("cluster_id")
+    heatmap = rf_heatmap(
+        segments.select("user_id", "r_score", "f_score").join(
+            features.select("user_id", "monetary"), on="user_id", how="left"
+        )
+    )
     yield dg.MaterializeResult(
         asset_key=USER_SEGMENTS,
         metadata={
             "dagster/row_count": rows,
             "model_version": version.version,
+            # plain numbers, so the UI plots each cluster's size over runs
+            **{f"users/cluster_{cid}": n for cid, _, n in sizes.iter_rows()},
+            "rf_heatmap": dg.MetadataValue.md(
+                markdown_image(
+                    heatmap, "R x F heat map", f"Users and revenue per R x F cell, {day}."
+                )
+            ),
             "cluster_sizes": preview(sizes, rows=20),
             "value_tiers": preview(segments.group_by("value_tier_label").len().sort("len")),
             "example_reasons": preview(

@@ -165,6 +165,7 @@ def value_backtests(
     context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
 ):
     from dagster_project.lib.features.user_features import compute_user_features
+    from dagster_project.lib.reporting.charts import calibration_chart, markdown_image
     from dagster_project.lib.value.backtest import run_backtest, tracking_inputs, tracking_markdown
     from dagster_project.lib.value.spec import json_safe, load_value_spec
 
@@ -233,6 +234,16 @@ def value_backtests(
                 "headline": dg.MetadataValue.json(json_safe(headline)),
                 "notes": dg.MetadataValue.json(result.notes),
             }
+            calibration = calibration_chart(frame)
+            if calibration is not None:
+                metadata["calibration_chart"] = dg.MetadataValue.md(
+                    markdown_image(
+                        calibration,
+                        "value calibration",
+                        f"Backtest {backtest_id}: predicted vs observed churn by score decile, "
+                        "and purchases by frequency group.",
+                    )
+                )
             if result.tracking.height:
                 metadata["tracking_chart"] = dg.MetadataValue.md(
                     "Cumulative repeat purchases since "
