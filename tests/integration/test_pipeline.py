@@ -183,14 +183,18 @@ def test_the_ui_shows_charts_and_plots_numbers_on_the_model_and_segment_assets(p
         event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
         return event.asset_materialization.metadata
 
-    charts = {
-        ("models", "segment_clusters"): "k_selection_chart",
-        ("marts", "user_segments_daily"): "rf_heatmap",
-    }
-    for key, name in charts.items():
+    charts = [
+        (("models", "segment_clusters"), "k_selection_chart"),
+        (("marts", "user_segments_daily"), "rf_heatmap"),
+        (("serving", "strata"), "segment_sizes_chart"),
+        (("serving", "strata"), "migration_chart"),
+        (("serving", "strata"), "value_by_segment_chart"),
+        (("serving", "strata"), "quarantine_chart"),
+    ]
+    for key, name in charts:
         chart = metadata(*key)[name]
-        assert isinstance(chart, dg.MarkdownMetadataValue), key
-        assert "](data:image/png;base64,iVBORw0KGgo" in chart.value, key  # an embedded PNG
+        assert isinstance(chart, dg.MarkdownMetadataValue), (key, name)
+        assert "](data:image/png;base64,iVBORw0KGgo" in chart.value, name  # an embedded PNG
     segments = metadata("marts", "user_segments_daily")
     sizes = {k: v.value for k, v in segments.items() if k.startswith("users/cluster_")}
     assert sizes and sum(sizes.values()) == USERS

@@ -78,3 +78,56 @@ def test_markdown_embeds_the_png_as_a_data_uri() -> None:
     assert text.startswith("Scores by k.\n\n![k selection](data:image/png;base64,")
     data = re.search(r"base64,([A-Za-z0-9+/=]+)\)$", text).group(1)
     assert base64.b64decode(data) == png
+
+
+def test_serving_charts_draw_sizes_migration_value_and_quarantine() -> None:
+    from datetime import date
+
+    from dagster_project.lib.reporting.charts import (
+        migration_chart,
+        quarantine_chart,
+        segment_sizes_chart,
+        value_by_segment_chart,
+    )
+
+    days = [date(2024, 3, 30), date(2024, 3, 31)]
+    summary = pl.DataFrame(
+        {
+            "snapshot_date": [days[0], days[0], days[1], days[1]],
+            "scheme": ["value_tier"] * 4,
+            "segment": ["important_value", "general_keep"] * 2,
+            "users": [10, 20, 12, 18],
+            "mean_clv_12m": [900.0, 40.0, 950.0, None],
+            "mean_p_alive": [0.9, 0.4, 0.92, 0.35],
+        }
+    )
+    migration = pl.DataFrame(
+        {
+            "snapshot_date": [days[1]] * 3,
+            "scheme": ["value_tier"] * 3,
+            "from_segment": ["important_value", "important_value", "general_keep"],
+            "to_segment": ["important_value", "general_keep", "general_keep"],
+            "users": [9, 1, 18],
+        }
+    )
+    runs = pl.DataFrame(
+        {
+            "relation": ["raw.orders", "raw.orders", "raw.events"],
+            "partition_date": [days[0], days[0], days[1]],
+            "rows_landed": [100, 100, 50],
+            "rows_quarantined": [9, 3, 0],
+            "quarantined_by_kind": ['{"unparseable": 9}', '{"unparseable": 3}', "{}"],
+            "recorded_at": [1, 2, 1],  # the later record of a day wins
+        }
+    )
+    for png in (
+        segment_sizes_chart(summary, "value_tier"),
+        migration_chart(migration, "value_tier"),
+        value_by_segment_chart(summary, "value_tier"),
+        quarantine_chart(runs),
+    ):
+        assert png is not None and png.startswith(PNG_MAGIC)
+    assert quarantine_chart(runs) != quarantine_chart(runs.with_columns(pl.col("recorded_at") * -1))
+    assert segment_sizes_chart(summary, "cluster") is None
+    assert migration_chart(migration, "cluster") is None
+    assert quarantine_chart(runs.head(0)) is None

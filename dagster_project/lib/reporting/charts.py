@@ -131,3 +131,113 @@ def calibration_chart(backtest_rows: pl.DataFrame) -> bytes | None:
     axis.set_title("forecast vs actual by frequency group", fontsize=9)
     axis.legend(loc="best", fontsize=7)
     return _png(plt, figure)
+
+
+def segment_sizes_chart(summary: pl.DataFrame, scheme: str) -> bytes | None:
+    """Users per segment of one scheme over the snapshots (marts.segment_summary_daily rows:
+    snapshot_date, scheme, segment, users). Segment keys, not labels: the default font has no
+    CJK glyphs."""
+    rows = summary.filter(pl.col("scheme") == scheme).sort("snapshot_date")
+    if rows.height == 0:
+        return None
+    plt, figure = _figure(8, 4)
+    axis = figure.add_subplot(1, 1, 1)
+    for segment in sorted(set(rows["segment"].cast(pl.String).to_list()), key=str):
+        part = rows.filter(pl.col("segment").cast(pl.String) == segment)
+        axis.plot(
+            part["snapshot_date"].to_list(), part["users"].to_list(), marker="o", label=segment
+        )
+    axis.set_title(f"users per {scheme} segment by snapshot", fontsize=9)
+    axis.set_ylabel("users")
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    figure.autofmt_xdate()
+    return _png(plt, figure)
+
+
+def migration_chart(migration: pl.DataFrame, scheme: str) -> bytes | None:
+    """Users from each segment (rows) to each segment (columns) between the latest snapshot and
+    the one before (marts.segment_migration_daily rows of one scheme)."""
+    rows = migration.filter(pl.col("scheme") == scheme)
+    if rows.height == 0:
+        return None
+    rows = rows.filter(pl.col("snapshot_date") == rows["snapshot_date"].max())
+    names = sorted(
+        set(rows["from_segment"].cast(pl.String).to_list())
+        | set(rows["to_segment"].cast(pl.String).to_list()),
+        key=str,
+    )
+    grid = [[0.0] * len(names) for _ in names]
+    for source, target, users in rows.select(
+        pl.col("from_segment").cast(pl.String), pl.col("to_segment").cast(pl.String), "users"
+    ).iter_rows():
+        grid[names.index(source)][names.index(target)] += float(users)
+    plt, figure = _figure(8, 6)
+    axis = figure.add_subplot(1, 1, 1)
+    image = axis.imshow(grid, cmap="Blues")
+    figure.colorbar(image, ax=axis)
+    for r, line in enumerate(grid):
+        for c, users in enumerate(line):
+            if users:
+                axis.text(c, r, f"{users:,.0f}", ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    axis.set_yticks(range(len(names)), names, fontsize=7)
+    axis.set_xlabel("to (latest snapshot)")
+    axis.set_ylabel("from (previous snapshot)")
+    day = rows["snapshot_date"].max()
+    axis.set_title(f"{scheme} migration into {day}", fontsize=9)
+    return _png(plt, figure)
+
+
+def value_by_segment_chart(summary: pl.DataFrame, scheme: str) -> bytes | None:
+    """Mean 12-month CLV and mean P(alive) per segment of one scheme on the latest snapshot."""
+    rows = summary.filter(pl.col("scheme") == scheme)
+    if rows.height == 0:
+        return None
+    rows = rows.filter(pl.col("snapshot_date") == rows["snapshot_date"].max()).sort("segment")
+    names = rows["segment"].cast(pl.String).to_list()
+    plt, figure = _figure(10, 4)
+    for i, (column, title) in enumerate(
+        (("mean_clv_12m", "mean 12-month CLV"), ("mean_p_alive", "mean P(alive)")), start=1
+    ):
+        axis = figure.add_subplot(1, 2, i)
+        values = [0.0 if v is None else float(v) for v in rows[column].to_list()]
+        axis.barh(names, values)
+        axis.set_title(f"{title} by {scheme}", fontsize=9)
+        axis.tick_params(axis="y", labelsize=7)
+    return _png(plt, figure)
+
+
+def quarantine_chart(quality_runs: pl.DataFrame) -> bytes | None:
+    """Share of landed rows quarantined per day and table, and the quarantined rows by kind
+    (marts.data_quality_runs; the latest record of each table and day)."""
+    import json
+
+    if quality_runs.height == 0:
+        return None
+    latest = (
+        quality_runs.sort("recorded_at")
+        .unique(["relation", "partition_date"], keep="last")
+        .sort("partition_date")
+    )
+    kinds: dict[str, int] = {}
+    for text in latest["quarantined_by_kind"].to_list():
+        for kind, count in json.loads(text or "{}").items():
+            kinds[kind] = kinds.get(kind, 0) + int(count)
+    plt, figure = _figure(10, 4)
+    axis = figure.add_subplot(1, 2, 1)
+    for relation in sorted(set(latest["relation"])):
+        part = latest.filter(pl.col("relation") == relation)
+        share = part.select(
+            pl.when(pl.col("rows_landed") > 0)
+            .then(pl.col("rows_quarantined") / pl.col("rows_landed"))
+            .otherwise(0.0)
+        ).to_series()
+        axis.plot(part["partition_date"].to_list(), share.to_list(), label=relation)
+    axis.set_title("share of landed rows quarantined, by day", fontsize=9)
+    axis.legend(loc="best", fontsize=7)
+    figure.autofmt_xdate()
+    axis = figure.add_subplot(1, 2, 2)
+    names = sorted(kinds) or ["(none)"]
+    axis.barh(names, [kinds.get(n, 0) for n in names])
+    axis.set_title("quarantined rows by kind", fontsize=9)
+    return _png(plt, figure)
