@@ -11,7 +11,7 @@ USERS ?= 2000
 DAYS ?= 120
 SEED ?= 7
 
-.PHONY: demo install prepare test lint format ui bench clean
+.PHONY: demo install prepare test browser lint format ui bench clean
 
 # Quickstart step 1: install, generate sample data, run the whole pipeline for the latest day.
 demo: install prepare
@@ -26,9 +26,18 @@ install:
 prepare:
 	$(RUN) strata prepare --home $(HOME_DIR)
 
-# Quickstart step 2: the whole test suite (what CI runs).
-test: install
+# Quickstart step 2: the whole test suite (what CI runs). The report test renders the HTML
+# report in a real headless browser: Debian's chromium, installed here when it is missing.
+test: install browser
 	$(RUN) pytest
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the report's browser test"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+		|| { echo "could not install chromium: install Debian's chromium package, then make test"; exit 1; }; }
 
 lint:
 	$(RUN) ruff check .

@@ -104,6 +104,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dagster_project.lib.reporting.report import build_report
+
+    paths = settings.strata_paths(args.home)
+    if not paths.serving_db.exists():
+        raise SystemExit(
+            f"strata report: no published data at {paths.serving_db}: run strata first"
+        )
+    day = args.date
+    target = args.out or paths.home / "reports" / f"strata-report-{day or 'latest'}.html"
+    try:
+        report = build_report(paths.serving_db, Path(target), day)
+    except ValueError as exc:
+        raise SystemExit(f"strata report: {exc}") from exc
+    print(
+        f"report for {report.snapshot_date}: {report.path} "
+        f"({report.images} charts; one file, opens offline)"
+    )
+    return 0
+
+
 def cmd_check_sources(args: argparse.Namespace) -> int:
     from dagster_project.lib.ingestion.mapping.binding import validate
     from dagster_project.lib.ingestion.mapping.lines import repeated_order_keys
@@ -304,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for another strata run on the same data directory (default 0)",
     )
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="write one self-contained HTML report")
+    report.add_argument("--home", default=None, help=home_help)
+    report.add_argument("--date", type=_date, default=None, help="snapshot (default: latest)")
+    report.add_argument(
+        "--out", type=Path, default=None, help="file to write (default: $STRATA_HOME/reports/)"
+    )
+    report.set_defaults(func=cmd_report)
 
     check = sub.add_parser("check-sources", help="validate a source mapping without writing")
     check.add_argument("sources", type=Path, help="the mapping YAML")

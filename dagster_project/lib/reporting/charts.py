@@ -67,17 +67,19 @@ def k_selection_chart(candidates: Sequence[dict[str, Any]]) -> bytes:
     return _png(plt, figure)
 
 
-def rf_heatmap(frame: pl.DataFrame) -> bytes:
-    """Users and revenue per R x F cell: ``frame`` has r_score, f_score and monetary per user
-    (non-customers, without scores, are left out)."""
+def rf_heatmap(
+    frame: pl.DataFrame, value_column: str = "monetary", value_label: str = "revenue"
+) -> bytes:
+    """Users and the sum of ``value_column`` (revenue by default) per R x F cell: ``frame`` has
+    r_score, f_score and that column per user (non-customers, without scores, are left out)."""
     scored = frame.filter(pl.col("r_score").is_not_null() & pl.col("f_score").is_not_null())
     r_levels = sorted(scored["r_score"].unique().to_list()) or [1]
     f_levels = sorted(scored["f_score"].unique().to_list()) or [1]
     cells = scored.group_by("r_score", "f_score").agg(
-        pl.len().alias("users"), pl.col("monetary").fill_null(0).sum().alias("revenue")
+        pl.len().alias("users"), pl.col(value_column).fill_null(0).sum().alias("value")
     )
     plt, figure = _figure(10, 4)
-    for i, (value, title) in enumerate((("users", "users"), ("revenue", "revenue")), start=1):
+    for i, (value, title) in enumerate((("users", "users"), ("value", value_label)), start=1):
         grid = [[0.0] * len(f_levels) for _ in r_levels]
         for row in cells.iter_rows(named=True):
             grid[r_levels.index(row["r_score"])][f_levels.index(row["f_score"])] = float(row[value])
