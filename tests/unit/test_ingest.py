@@ -314,3 +314,22 @@ def test_the_reject_guard_judges_a_day_with_its_size_in_mind(rejects, landed, st
     lower = duckdb.sql(sql).fetchall()[0][0]
     assert 0.0 <= lower <= share
     assert (lower > 0.10) is stops_at_10_percent
+
+
+def test_chunks_count_parquet_at_its_size_as_text(tmp_path, monkeypatch) -> None:
+    """A catch-up is read in chunks of bounded memory: Parquet is compressed, so its bytes count
+    PARQUET_EXPANSION times (a million users' events once came in 50-day chunks: 24 GB)."""
+    from datetime import date, timedelta
+
+    from dagster_project.lib.ingestion import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 1000)
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(6)]
+    for table, suffix in (("orders", "csv"), ("events", "parquet")):
+        for day in days:
+            folder = tmp_path / table / f"date={day.isoformat()}"
+            folder.mkdir(parents=True)
+            (folder / f"part-00000.{suffix}").write_bytes(b"x" * 150)
+    assert [len(c) for c in ingest._chunks(tmp_path, "orders", days)] == [6]
+    assert ingest.PARQUET_EXPANSION * 150 > 1000
+    assert [len(c) for c in ingest._chunks(tmp_path, "events", days)] == [1] * 6

@@ -43,6 +43,7 @@ from dagster_project.lib.ingestion.contract import (
     KIND_NO_USER,
     KIND_ORPHAN,
     PARENTS,
+    PARQUET_EXPANSION,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     SQL_TYPES,
@@ -180,11 +181,15 @@ def _empty_landed(table: str) -> pl.DataFrame:
 
 
 def _chunks(landing: Path, table: str, days: list[date]) -> list[list[date]]:
-    """Consecutive groups of days holding at most CHUNK_BYTES of landing files each."""
+    """Consecutive groups of days holding at most CHUNK_BYTES of landing data each (as text:
+    see PARQUET_EXPANSION)."""
     chunks: list[list[date]] = [[]]
     size = 0
     for day in days:
-        day_size = sum(p.stat().st_size for p in partition_files(landing, table, day))
+        day_size = sum(
+            p.stat().st_size * (PARQUET_EXPANSION if p.suffix.lower() == ".parquet" else 1)
+            for p in partition_files(landing, table, day)
+        )
         if chunks[-1] and size + day_size > CHUNK_BYTES:
             chunks.append([])
             size = 0
