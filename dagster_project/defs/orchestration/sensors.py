@@ -1,8 +1,8 @@
 """The landing sensor: start the daily job for each day whose landing files arrived or changed.
 
-Off by default (turn it on in the UI's Automation tab, or `dg` / the daemon with
-`default_status` edited): files often land all day, and a team chooses whether it wants a run
-per delivery or the 03:00 schedule. Each tick asks the warehouse which landed days are stale
+Off by default: turn it on under Automation in the UI, with a Dagster daemon running (`make ui`
+starts one). Files often land all day, and a team chooses whether it wants a run per delivery
+or the 03:00 schedule. Each tick asks the warehouse which landed days are stale
 (never ingested, or a table's files changed since: name, size and mtime, as `strata run` does)
 and requests one daily run per such day, with a run key made of the day and its files'
 fingerprint: Dagster never launches two runs with one key, so the same files never start a
