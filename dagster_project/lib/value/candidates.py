@@ -69,7 +69,9 @@ def evaluate_candidates(
         )
         return fallback
     fit_notes: list[str] = []
-    bgnbd, pareto, _ = fit_purchase_models(outcomes, spec, fit_notes, "internal holdout")
+    bgnbd, pareto, _ = fit_purchase_models(
+        outcomes, spec, fit_notes, "internal holdout", guard_history=False
+    )
     notes.extend(fit_notes)
     candidates = {k: m for k, m in (("bgnbd", bgnbd), ("pareto_nbd", pareto)) if m is not None}
     if not candidates:

@@ -188,9 +188,12 @@ def fit_purchase_models(
     label: str = "",
     with_pareto: bool = True,
     diagnostics: dict[str, dict[str, Any]] | None = None,
+    guard_history: bool = True,
 ) -> tuple[BetaGeoModel | None, ParetoNBDModel | None, int]:
     """BG/NBD and (unless ``with_pareto`` is False) Pareto/NBD on the distinct triples of
-    ``customers``; BG/NBD's diagnostics go to ``diagnostics`` when given."""
+    ``customers``; BG/NBD's diagnostics go to ``diagnostics`` when given. ``guard_history``:
+    refuse less than ``min_history_days`` of purchase history (the models that score users;
+    the internal holdout's candidates, fitted one churn window earlier, only compete)."""
     where = f" ({label})" if label else ""
     if customers.height < spec.min_customers:
         notes.append(
@@ -199,7 +202,7 @@ def fit_purchase_models(
         )
         return None, None, 0
     days = history_days(customers)
-    if days < spec.min_history_days:
+    if guard_history and days < spec.min_history_days:
         notes.append(
             f"BG/NBD not fitted{where}: {days:g} days of purchase history"
             f" < {spec.min_history_days} (nor Pareto/NBD)"
