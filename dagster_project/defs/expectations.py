@@ -113,8 +113,8 @@ def expectation_suite_check(
                 bound = date_column is not None or "$first" in sql
                 params = {"first": first, "last": last} if bound else None
                 if counted is None and sample_key is not None:
-                    counted = con.sql(f"select count(*) from ({sql})", params=params).fetchall()
-                    counted = counted[0][0]
+                    count = con.sql(f"select count(*) from ({sql})", params=params)
+                    counted = count.fetchall()[0][0]
                 sample = plan_sample(counted or 0, cap, sample_key)
                 frame = con.sql(sampled_query(sql, sample_key, sample), params=params).df()
                 rows += len(frame)

@@ -69,43 +69,11 @@ def serving_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 
 def _published_charts(con) -> dict[str, dg.MetadataValue]:
-    """What BI sees, drawn: segment sizes over time, the latest migration, value by segment,
-    and the quarantine share by day and kind (each chart only when its table exists)."""
-    from dagster_project.lib.core.warehouse import table_exists
-    from dagster_project.lib.reporting import charts
+    """What BI sees, drawn (lib/reporting/published.py): the report shows the same charts."""
+    from dagster_project.lib.reporting.charts import markdown_image
+    from dagster_project.lib.reporting.published import published_charts
 
-    def rows(table: str):
-        return (
-            con.sql(f"select * from marts.{table}").pl()
-            if table_exists(con, "marts", table)
-            else None
-        )
-
-    summary, migration, quality = (
-        rows("segment_summary_daily"),
-        rows("segment_migration_daily"),
-        rows("data_quality_runs"),
-    )
-    drawn = {
-        "segment_sizes_chart": (
-            summary is not None and charts.segment_sizes_chart(summary, "ops_tier"),
-            "Users per operating tier over the snapshots.",
-        ),
-        "migration_chart": (
-            migration is not None and charts.migration_chart(migration, "rfm_segment"),
-            "R x F segment migration into the latest snapshot.",
-        ),
-        "value_by_segment_chart": (
-            summary is not None and charts.value_by_segment_chart(summary, "value_tier"),
-            "Mean CLV and P(alive) per value tier, latest snapshot.",
-        ),
-        "quarantine_chart": (
-            quality is not None and charts.quarantine_chart(quality),
-            "Quarantined share of landed rows per day and table; quarantined rows by kind.",
-        ),
-    }
     return {
-        name: dg.MetadataValue.md(charts.markdown_image(png, name, caption))
-        for name, (png, caption) in drawn.items()
-        if png
+        name: dg.MetadataValue.md(markdown_image(png, name, caption))
+        for name, (png, caption) in published_charts(con).items()
     }

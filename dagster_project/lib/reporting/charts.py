@@ -209,6 +209,11 @@ def value_by_segment_chart(summary: pl.DataFrame, scheme: str) -> bytes | None:
     return _png(plt, figure)
 
 
+def latest_quality_records(quality_runs: pl.DataFrame) -> pl.DataFrame:
+    """marts.data_quality_runs has a row per run, table and day: the latest of each table-day."""
+    return quality_runs.sort("recorded_at").unique(["relation", "partition_date"], keep="last")
+
+
 def quarantine_chart(quality_runs: pl.DataFrame) -> bytes | None:
     """Share of landed rows quarantined per day and table, and the quarantined rows by kind
     (marts.data_quality_runs; the latest record of each table and day)."""
@@ -216,11 +221,7 @@ def quarantine_chart(quality_runs: pl.DataFrame) -> bytes | None:
 
     if quality_runs.height == 0:
         return None
-    latest = (
-        quality_runs.sort("recorded_at")
-        .unique(["relation", "partition_date"], keep="last")
-        .sort("partition_date")
-    )
+    latest = latest_quality_records(quality_runs).sort("partition_date")
     kinds: dict[str, int] = {}
     for text in latest["quarantined_by_kind"].to_list():
         for kind, count in json.loads(text or "{}").items():

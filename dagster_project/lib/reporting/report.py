@@ -17,7 +17,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dagster_project.lib.core.warehouse import table_exists
 from dagster_project.lib.reporting import charts
+from dagster_project.lib.reporting.published import mart_rows, published_charts
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
@@ -72,29 +74,23 @@ def _read(
     return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
 
 
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    rows = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'marts' and table_name = ?",
-        [table],
-    ).fetchall()
-    return bool(rows[0][0])
-
-
 def build_report(serving_db: Path, target: Path, day: date | None = None) -> Report:
     """Write the report for ``day`` (default: the latest snapshot) to ``target``."""
     con = duckdb.connect(str(serving_db), read_only=True)
     try:
-        if not _has(con, "segment_summary_daily"):
+        if not table_exists(con, "marts", "segment_summary_daily"):
             raise ValueError(f"{serving_db} has no marts.segment_summary_daily: run strata first")
-        latest = con.execute("select max(snapshot_date) from marts.segment_summary_daily")
-        newest_day = latest.fetchall()[0][0]
-        day = day or newest_day
-        summary = _read(con, "select * from marts.segment_summary_daily")
-        if summary.filter(pl.col("snapshot_date") == day).height == 0:
-            days = sorted(set(summary["snapshot_date"]))
-            raise ValueError(f"no snapshot {day} in {serving_db}; it has {days[0]} .. {days[-1]}")
-        summary = summary.filter(pl.col("snapshot_date") <= day)
+        snapshots = [
+            row[0]
+            for row in con.execute(
+                "select distinct snapshot_date from marts.segment_summary_daily order by 1"
+            ).fetchall()
+        ]
+        day = day or snapshots[-1]
+        if day not in snapshots:
+            raise ValueError(
+                f"no snapshot {day} in {serving_db}; it has {snapshots[0]} .. {snapshots[-1]}"
+            )
         segments = _read(
             con,
             """
@@ -113,9 +109,6 @@ def build_report(serving_db: Path, target: Path, day: date | None = None) -> Rep
             "from marts.user_segments_daily where snapshot_date = ? order by cluster_id",
             [day],
         )
-        migration = _read(
-            con, "select * from marts.segment_migration_daily where snapshot_date <= ?", [day]
-        )
         quality = (
             _read(
                 con,
@@ -124,10 +117,11 @@ def build_report(serving_db: Path, target: Path, day: date | None = None) -> Rep
                 "order by trained_as_of desc, model_name, metric",
                 [day],
             )
-            if _has(con, "model_quality")
+            if table_exists(con, "marts", "model_quality")
             else pl.DataFrame()
         )
-        runs = _read(con, "select * from marts.data_quality_runs where partition_date <= ?", [day])
+        runs = mart_rows(con, "data_quality_runs", day)
+        pictures = published_charts(con, day)
         rf = _read(
             con,
             "select s.user_id, s.r_score, s.f_score, v.clv_12m "
@@ -143,32 +137,25 @@ def build_report(serving_db: Path, target: Path, day: date | None = None) -> Rep
             pl.col("model_version").first()
         )
         quality = quality.join(newest, on=["model_name", "model_version"], how="semi")
-    images = [
-        _image(charts.segment_sizes_chart(summary, "ops_tier"), "users per operating tier"),
-        _image(charts.value_by_segment_chart(summary, "value_tier"), "value by value tier"),
-        _image(
-            charts.rf_heatmap(rf, value_column="clv_12m", value_label="12-month CLV"),
-            "users and 12-month CLV per R x F cell",
-        ),
-        _image(charts.migration_chart(migration, "rfm_segment"), "R x F migration"),
-        _image(charts.quarantine_chart(runs), "quarantined rows"),
-    ]
-    images = [i for i in images if i]
-    data_quality = (
-        runs.sort("recorded_at")
-        .unique(["relation", "partition_date"], keep="last")
-        .filter(pl.col("partition_date") == day)
-        .select(
-            "relation",
-            "partition_date",
-            "rows_landed",
-            "rows_accepted",
-            "rows_quarantined",
-            "reject_share",
-            "suites_passed",
+    rf_chart = charts.rf_heatmap(rf, value_column="clv_12m", value_label="12-month CLV")
+    images = [_image(png, caption) for png, caption in pictures.values()]
+    images.insert(2, _image(rf_chart, "users and 12-month CLV per R x F cell"))
+    data_quality = pl.DataFrame()
+    if runs is not None:
+        data_quality = (
+            charts.latest_quality_records(runs)
+            .filter(pl.col("partition_date") == day)
+            .select(
+                "relation",
+                "partition_date",
+                "rows_landed",
+                "rows_accepted",
+                "rows_quarantined",
+                "reject_share",
+                "suites_passed",
+            )
+            .sort("relation")
         )
-        .sort("relation")
-    )
     sections = [
         f"<h1>Strata segments on {day}</h1>",
         f'<p class="sub">From {html.escape(str(serving_db))}; every figure is the published '
