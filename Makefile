@@ -11,7 +11,7 @@ USERS ?= 2000
 DAYS ?= 120
 SEED ?= 7
 
-.PHONY: demo install prepare test browser lint format ui bench clean
+.PHONY: demo install prepare test browser test-postgres postgresql lint format ui bench clean
 
 # Quickstart step 1: install, generate sample data, run the whole pipeline for the latest day.
 demo: install prepare
@@ -38,6 +38,21 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
 		|| { echo "could not install chromium: install Debian's chromium package, then make test"; exit 1; }; }
+
+# CI's second step: every dbt model built on PostgreSQL (a throwaway server on 127.0.0.1 that the
+# test starts and removes: Debian's postgresql, installed here when it is missing) and compared
+# with DuckDB's build of the same sample; Dagster's instance on PostgreSQL from
+# deploy/dagster-postgres.yaml.
+test-postgres: install postgresql
+	$(RUN) pytest --postgres -m postgres tests/integration/test_postgres.py
+
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		echo "installing Debian's postgresql for make test-postgres"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+		|| { echo "could not install postgresql: install Debian's postgresql package, then make test-postgres"; exit 1; }; }
 
 lint:
 	$(RUN) ruff check .

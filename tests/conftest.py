@@ -13,6 +13,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/integration/definitions_snapshot.txt from the current definitions",
     )
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        help="run the tests marked postgres (a throwaway PostgreSQL server; make test-postgres)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The postgres tests need Debian's PostgreSQL server: `make test-postgres` (a CI step of
+    its own) runs them; the default suite skips them."""
+    if config.getoption("--postgres"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: run `make test-postgres`")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)
