@@ -88,7 +88,7 @@ KIND_ORPHAN = "orphan"
 class ColumnSpec:
     name: str
     dtype: str  # key of SQL_TYPES
-    required: bool = False  # a null or empty value rejects the row
+    required: bool = False  # a null or empty value rejects the row (when the file has it)
     optional_in_file: bool = False  # the column may be absent from a file (filled with null)
     non_negative: bool = False
     partition_time: bool = False  # must fall on the partition's day
@@ -99,7 +99,9 @@ TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("order_id", "varchar", required=True),
         ColumnSpec("user_id", "varchar", required=True),
         ColumnSpec("ordered_at", "timestamp", required=True, partition_time=True),
-        ColumnSpec("amount", "decimal", required=True, non_negative=True),
+        # required in a file that has it; a source without money (a clickstream's purchases,
+        # mapped with `money: none`) lands files without amount and currency
+        ColumnSpec("amount", "decimal", required=True, optional_in_file=True, non_negative=True),
         ColumnSpec("currency", "varchar", optional_in_file=True),
         ColumnSpec("status", "varchar", required=True),
     ),
@@ -146,6 +148,16 @@ PARENTS: dict[str, ForeignKey] = {
     "order_items": ForeignKey("order_id", "orders", "order_id"),
     "events": ForeignKey("user_id", "users", "user_id"),
 }
+
+
+# Per-row flag the landing reader adds for a required column that a file may leave out:
+# whether the row's file has the column (a null then rejects the row) or not (null is fine).
+PRESENT_PREFIX = "__present_"
+
+
+def presence_columns(table: str) -> list[str]:
+    """The required columns of `table` a file may leave out (each gets a presence flag)."""
+    return [c.name for c in TABLE_SPECS[table] if c.required and c.optional_in_file]
 
 
 def time_column(table: str) -> str | None:

@@ -19,12 +19,14 @@ from dagster_project.lib.ingestion.contract import (
     KIND_UNPARSEABLE,
     LANDING_SUFFIXES,
     PARTITION_DIR,
+    PRESENT_PREFIX,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     TABLE_SPECS,
     TIMESTAMP_FORMATS,
     ColumnSpec,
     IngestError,
+    presence_columns,
 )
 
 
@@ -102,6 +104,10 @@ def read_landing_file(path: Path, table: str) -> pl.DataFrame:
             f"{path}: required column(s) {', '.join(missing)} missing "
             f"(the file has: {', '.join(frame.columns) or 'no columns'})"
         )
+    present = [
+        pl.lit(name in frame.columns).alias(PRESENT_PREFIX + name)
+        for name in presence_columns(table)
+    ]
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(c.name) for c in specs if c.name not in frame.columns
     )
@@ -117,7 +123,7 @@ def read_landing_file(path: Path, table: str) -> pl.DataFrame:
             (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias(SOURCE_LINE_COLUMN),
         ]
     )
-    return frame.select(*[pl.col(c.name) for c in specs], *lineage)
+    return frame.select(*[pl.col(c.name) for c in specs], *lineage, *present)
 
 
 def _parse_timestamp(column: str) -> pl.Expr:
@@ -156,7 +162,10 @@ def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         if spec.required and spec.name == "user_id" and table != "users":
             problems.append((blank, pl.lit("no user_id (a guest)"), KIND_NO_USER))
         elif spec.required:
-            problems.append((blank, pl.lit(f"missing {spec.name}"), KIND_MISSING))
+            flag = PRESENT_PREFIX + spec.name
+            # a column the file left out (money of a source without money) is not missing
+            missing = blank & pl.col(flag) if flag in frame.columns else blank
+            problems.append((missing, pl.lit(f"missing {spec.name}"), KIND_MISSING))
         problems.append(
             (
                 ~blank & value.is_null(),
