@@ -69,6 +69,10 @@ KIND_UNPARSEABLE = "unparseable"
 KIND_NO_USER = "no_user"
 
 
+# The source mapping's option (kept in the landing manifest) to count guests as rejects.
+GUESTS_COUNT_AS_REJECTS = "guests_count_as_rejects"
+
+
 KIND_NEGATIVE = "negative_amount"
 
 
@@ -180,10 +184,12 @@ class IngestStats:
     reasons: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     guest_rows: int = 0  # quarantined only for having no user id
+    guests_are_rejects: bool = False  # the mapping's guests_count_as_rejects
 
     @property
     def reject_share(self) -> float:
-        rejects = self.rows_quarantined - self.guest_rows
+        guests = 0 if self.guests_are_rejects else self.guest_rows
+        rejects = self.rows_quarantined - guests
         return rejects / self.rows_landed if self.rows_landed else 0.0
 
 

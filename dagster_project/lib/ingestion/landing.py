@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
+    GUESTS_COUNT_AS_REJECTS,
     KIND_FUTURE,
     KIND_MISSING,
     KIND_NEGATIVE,
@@ -41,6 +44,18 @@ def landed_dates(landing: Path, table: str = "orders") -> list[date]:
         if child.is_dir() and match:
             days.append(date.fromisoformat(match.group(1)))
     return sorted(days)
+
+
+def guests_count_as_rejects(landing: Path) -> bool:
+    """Whether the staged source mapping counts guests (rows without a user id) toward the
+    reject share (its `guests_count_as_rejects`; off by default and without a mapping)."""
+    manifest = landing / MAPPING_MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return bool(json.loads(manifest.read_text()).get(GUESTS_COUNT_AS_REJECTS, False))
+    except (OSError, ValueError):
+        return False
 
 
 def source_given(landing: Path, table: str) -> bool:

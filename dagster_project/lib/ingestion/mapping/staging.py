@@ -15,6 +15,7 @@ import polars as pl
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
+    GUESTS_COUNT_AS_REJECTS,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     TABLE_SPECS,
@@ -254,7 +255,11 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 
 def write_landing(
-    frames: dict[str, pl.DataFrame], summaries: dict[str, TableStage], landing: Path, mapping: Path
+    frames: dict[str, pl.DataFrame],
+    summaries: dict[str, TableStage],
+    landing: Path,
+    mapping: Path,
+    guests_count_as_rejects: bool = False,
 ) -> StageSummary:
     """Write each day's rows where they changed; remove days the sources no longer have."""
     written = unchanged = removed = 0
@@ -288,6 +293,8 @@ def write_landing(
     manifest = {
         "mapping": str(mapping),
         "staged_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # read by ingestion and the reject guard (landing.guests_count_as_rejects)
+        GUESTS_COUNT_AS_REJECTS: guests_count_as_rejects,
         "tables": {
             t: {
                 "rows": s.rows,
@@ -312,4 +319,4 @@ def stage_sources(mapping_file: Path, landing: Path, today: date | None = None) 
     validate(mapping)
     check_landing_is_ours(landing)
     frames, summaries = stage(mapping, today)
-    return write_landing(frames, summaries, landing, mapping.path)
+    return write_landing(frames, summaries, landing, mapping.path, mapping.guests_count_as_rejects)
