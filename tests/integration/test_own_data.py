@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -99,6 +99,7 @@ class Run:
     data: Path | None = None  # the generated input files (jaffle shop)
     export: RetailExport | None = None  # the written Online Retail export
     cdnow: CdnowSlice | None = None
+    clicks: Clickstream | None = None  # the written RetailRocket clickstream
 
 
 def jafgen(folder: Path) -> Path:
@@ -177,6 +178,73 @@ def write_online_retail(path: Path, seed: int = 11) -> RetailExport:
     return export
 
 
+RETAILROCKET_HEADER = "timestamp,visitorid,event,itemid,transactionid"
+
+
+@dataclass
+class Clickstream:
+    path: Path
+    events: int
+    visitors: set[str]
+    transactions: dict[str, str]  # transactionid -> visitor
+    last_day: date
+
+
+def write_retailrocket(path: Path, seed: int = 5, visitors: int = 300) -> Clickstream:
+    """RetailRocket's events.csv layout (epoch milliseconds, view / addtocart / transaction,
+    one row per item bought): 300 visitors over two months, no money and no session id. About
+    four in ten buy, again and again at their own rate until they drop out (a buy-till-you-die
+    process, so BG/NBD has something to fit); everyone browses."""
+    rng = random.Random(seed)
+    start = datetime(2015, 6, 1, tzinfo=UTC)
+    end = start + timedelta(days=61)
+    rows: list[tuple[int, str]] = []
+    click = Clickstream(path, 0, set(), {}, date(2015, 6, 1))
+    transaction = 4000
+
+    def ms(at: datetime) -> int:
+        return int(at.timestamp() * 1000)
+
+    for visitor in (str(257000 + v) for v in range(visitors)):
+        click.visitors.add(visitor)
+        at = start + timedelta(minutes=rng.randrange(60 * 24 * 55))
+        buyer = rng.random() < 0.4
+        rate = rng.gammavariate(0.9, 1 / 12)  # purchases per day
+        drop = rng.betavariate(1.0, 4.0)  # chance to drop out after each purchase
+        while at < end:
+            for _ in range(rng.randint(1, 4)):  # a visit: a few views
+                at += timedelta(seconds=rng.randrange(30, 600))
+                item = rng.randrange(1000)
+                rows.append((ms(at), f"{visitor},view,{item},"))
+            if not buyer:
+                if rng.random() < 0.5:
+                    break
+                at += timedelta(days=rng.expovariate(1 / 10))
+                continue
+            rows.append((ms(at) + 20_000, f"{visitor},addtocart,{item},"))
+            transaction += 1
+            click.transactions[str(transaction)] = visitor
+            for extra in range(rng.randint(1, 3)):  # one row per item of the transaction
+                rows.append(
+                    (ms(at) + 60_000, f"{visitor},transaction,{item + extra},{transaction}")
+                )
+            if rng.random() < drop:
+                break
+            at += timedelta(days=rng.expovariate(rate))
+    rows = [(t, rest) for t, rest in rows if t < ms(end)]
+    click.transactions = {
+        t: v
+        for t, v in click.transactions.items()
+        if any(rest.endswith(f",{t}") for _, rest in rows)
+    }
+    rows.sort()
+    lines = [f"{t},{rest}" for t, rest in rows]
+    path.write_text(RETAILROCKET_HEADER + "\n" + "\n".join(lines) + "\n")
+    click.events = len(lines)
+    click.last_day = datetime.fromtimestamp(rows[-1][0] / 1000, tz=UTC).date()
+    return click
+
+
 @pytest.fixture(scope="module")
 def shipped_runs() -> Iterator[dict[str, Run]]:
     """`strata run --sources` for CDNOW and for a fresh jafgen data set, side by side."""
@@ -184,6 +252,7 @@ def shipped_runs() -> Iterator[dict[str, Run]]:
         fast_directory("cdnow") as cdnow,
         fast_directory("jaffle") as jaffle,
         fast_directory("retail") as retail,
+        fast_directory("clicks") as clicks,
     ):
         cdnow_slice = write_cdnow_slice(cdnow / "CDNOW_slice.txt")
         processes = {
@@ -205,6 +274,15 @@ def shipped_runs() -> Iterator[dict[str, Run]]:
             log=retail / "out.log",
             ONLINE_RETAIL_CSV=str(export.path),
         )
+        clickstream = write_retailrocket(clicks / "events.csv")
+        processes["clicks"] = start_strata(
+            clicks / "home",
+            "run",
+            "--sources",
+            "sources/retailrocket.yml",
+            log=clicks / "out.log",
+            RETAILROCKET_EVENTS=str(clickstream.path),
+        )
         data = jafgen(jaffle)
         processes["jaffle"] = start_strata(
             jaffle / "home",
@@ -218,8 +296,14 @@ def shipped_runs() -> Iterator[dict[str, Run]]:
             "cdnow": cdnow / "out.log",
             "jaffle": jaffle / "out.log",
             "retail": retail / "out.log",
+            "clicks": clicks / "out.log",
         }
-        homes = {"cdnow": cdnow / "home", "jaffle": jaffle / "home", "retail": retail / "home"}
+        homes = {
+            "cdnow": cdnow / "home",
+            "jaffle": jaffle / "home",
+            "retail": retail / "home",
+            "clicks": clicks / "home",
+        }
         runs = {
             name: Run(homes[name], process.wait(timeout=1200), logs[name].read_text())
             for name, process in processes.items()
@@ -227,6 +311,7 @@ def shipped_runs() -> Iterator[dict[str, Run]]:
         runs["jaffle"].data = data
         runs["retail"].export = export
         runs["cdnow"].cdnow = cdnow_slice
+        runs["clicks"].clicks = clickstream
         yield runs
 
 
@@ -353,3 +438,54 @@ def test_online_retail_lines_returns_and_guests_map_without_losing_a_cent(shippe
     assert {o for o, s in orders if s == "returned"} == export.returns
     assert returned == 0
     assert net == export.net_by_customer  # to the cent
+
+
+def test_an_events_only_clickstream_runs_without_money(shipped_runs):
+    """RetailRocket's layout: purchases are transaction events without amounts. Orders are the
+    transactions; money features, M scores, Gamma-Gamma, CLV and the simple LTV are NULL and
+    the summary says why; P(alive), churn, lifecycle and clusters work from the dates."""
+    run = shipped_runs["clicks"]
+    clicks = run.clicks
+    assert run.returncode == 0, run.output
+    orders = len(clicks.transactions)
+    assert f"money: none of the {orders:,} orders has an amount" in run.output
+    assert "priced_customers 0 < 1 (no order amounts" in run.output
+
+    warehouse = run.home / "warehouse.duckdb"
+    check_accounting(warehouse, "events", clicks.events)  # every row is an event
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert scalar(con, "select count(*) from quarantine.orders") == 0
+        assert scalar(con, "select count(*) from raw.users") == len(clicks.visitors)
+        features = con.execute(
+            "select count(*), count(monetary), count(avg_order_value), count(revenue_90d), "
+            "count(*) filter (where is_customer) from features.user_features "
+            f"where as_of_date = '{clicks.last_day}'"
+        ).fetchall()[0]
+    customers = len(set(clicks.transactions.values()))
+    assert features == (len(clicks.visitors), 0, 0, 0, customers)
+
+    with duckdb.connect(str(run.home / "serving" / "strata.duckdb"), read_only=True) as con:
+        placed = dict(con.execute("select order_id, user_id from marts.fct_orders").fetchall())
+        assert placed == clicks.transactions
+        assert scalar(con, "select count(amount) + count(currency) from marts.fct_orders") == 0
+        day = f"snapshot_date = '{clicks.last_day}'"
+        segments = con.execute(
+            "select count(*), count(m_score), count(*) filter (where r_score is not null), "
+            "count(*) filter (where ops_tier = 'high_value'), "
+            "count(distinct value_tier) filter (where value_tier not like 'general_%' "
+            f"and value_tier <> 'prospect') from marts.user_segments_daily where {day}"
+        ).fetchall()[0]
+        assert segments == (len(clicks.visitors), 0, customers, 0, 0)
+        assert (
+            scalar(
+                con, f"select count(distinct cluster_id) from marts.user_segments_daily where {day}"
+            )
+            >= 3
+        )
+        value = con.execute(
+            "select count(*) filter (where p_alive between 0 and 1), "
+            "count(*) filter (where churn_risk between 0 and 1), count(clv_12m), "
+            "count(expected_order_value), count(simple_ltv) "
+            f"from marts.user_value_daily where {day} and is_customer"
+        ).fetchall()[0]
+        assert value == (customers, customers, 0, 0, 0)
