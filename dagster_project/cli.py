@@ -142,8 +142,12 @@ def cmd_check_sources(args: argparse.Namespace) -> int:
         source = f"derived ({table.derive})" if table.derive else f"{len(table.files)} file(s)"
         if table.grain == "line":
             source += ", order lines"
+        if not table.priced:
+            source += ", no money"
         columns = [*table.columns, *(f"items.{c}" for c in table.items)]
-        print(f"  {name:<12} {source:<24} columns: {', '.join(columns) or '-'}")
+        print(f"  {name:<12} {source:<33} columns: {', '.join(columns) or '-'}")
+        if table.where is not None:
+            print(f"  {'':<12} {'':<33} rows where: {table.where.text}")
     if repeated:
         print(
             f"warning: {repeated.keys:,} order key(s) repeat on {repeated.rows:,} more row(s) "

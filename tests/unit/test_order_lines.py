@@ -244,6 +244,34 @@ def test_credit_notes_become_returns_that_take_their_money_back(tmp_path, export
     con.close()
 
 
+def test_a_return_refers_to_its_original_order_when_the_source_says_which(tmp_path, export):
+    """A source that names the invoice a credit note reverses maps it to refers_to_order_id
+    (kept through raw and staging onto marts.fct_orders); other orders leave it NULL."""
+    mapping, december, january = export
+    december.write_text(RETURNS_EXPORT)
+    january.unlink()
+    reference = "      refers_to_order_id: \"case when Invoice like 'C%' then '489434' end\"\n"
+    mapping.write_text(
+        MAPPING.replace(
+            "    grain: line\n", "    grain: line\n    returns: Invoice like 'C%'\n"
+        ).replace(
+            "      status: {value: completed}\n", "      status: {value: completed}\n" + reference
+        )
+    )
+    landing = tmp_path / "landing"
+    stage_sources(mapping, landing, today=TODAY)
+    con = duckdb.connect()
+    ingest_partitions(con, landing, "orders", landed_dates(landing, "orders"), "r1")
+    assert con.execute(
+        "select order_id, status, refers_to_order_id from raw.orders order by 1"
+    ).fetchall() == [
+        ("489434", "completed", None),
+        ("489450", "completed", None),
+        ("C489449", "returned", "489434"),
+    ]
+    con.close()
+
+
 def test_guests_count_as_rejects_when_the_mapping_says_so(tmp_path, export):
     """`guests_count_as_rejects: true` puts guests back into the reject share (the guard,
     IngestStats and the partition audit); the default keeps them apart."""

@@ -108,6 +108,8 @@ TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("amount", "decimal", required=True, optional_in_file=True, non_negative=True),
         ColumnSpec("currency", "varchar", optional_in_file=True),
         ColumnSpec("status", "varchar", required=True),
+        # a return's original order, when the source says which (kept on marts.fct_orders)
+        ColumnSpec("refers_to_order_id", "varchar", optional_in_file=True),
     ),
     "order_items": (
         ColumnSpec("order_id", "varchar", required=True),
@@ -193,6 +195,12 @@ class IngestStats:
         return rejects / self.rows_landed if self.rows_landed else 0.0
 
 
+# Contract columns added after the first release: older warehouses get them on the next run.
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "orders": (("refers_to_order_id", "varchar"),),
+}
+
+
 def raw_table_ddl(table: str) -> str:
     columns = ", ".join(f"{c.name} {SQL_TYPES[c.dtype]}" for c in TABLE_SPECS[table])
     return f"create table if not exists raw.{table} ({columns}, {LINEAGE_COLUMNS_SQL})"
@@ -216,6 +224,10 @@ def ensure_ingestion_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(quarantine_table_ddl(table))
         # warehouses created before kinds existed
         con.execute(f"alter table quarantine.{table} add column if not exists _kind varchar")
+        # ... or before these contract columns existed
+        for name, sql_type in ADDED_COLUMNS.get(table, ()):
+            con.execute(f"alter table raw.{table} add column if not exists {name} {sql_type}")
+            con.execute(f"alter table quarantine.{table} add column if not exists {name} varchar")
     con.execute(
         "create table if not exists audit.ingested_partitions ("
         "table_name varchar, partition_date date, files varchar, rows_landed bigint, "
