@@ -23,17 +23,24 @@ JUNE_1 = 1433116800000  # 2015-06-01 00:00 UTC in milliseconds
 HOUR = 3_600_000
 # RetailRocket's events.csv layout: epoch milliseconds, one row per event, a transaction of two
 # items is two rows with one transactionid; no money, no session id.
-EVENTS = "timestamp,visitorid,event,itemid,transactionid\n" + "".join(
-    f"{JUNE_1 + hours * HOUR},{visitor},{event},{item},{transaction}\n"
-    for hours, visitor, event, item, transaction in (
-        (1, 7, "view", 355908, ""),  # line 2: visitor 7 arrives
-        (2, 7, "addtocart", 355908, ""),
-        (3, 7, "transaction", 355908, 4000),  # line 4: order 4000, two items
-        (3, 7, "transaction", 355909, 4000),
-        (5, 9, "view", 1, ""),  # line 6: visitor 9 only browses
-        (30, 7, "transaction", 12, 4001),  # line 7: order 4001 on June 2
-        (31, 11, "view", 2, ""),
-        (32, 11, "transaction", 2, 4002),  # line 9: order 4002
+EVENTS = (
+    "timestamp,visitorid,event,itemid,transactionid\n"
+    + "".join(
+        f"{JUNE_1 + hours * HOUR},{visitor},{event},{item},{transaction}\n"
+        for hours, visitor, event, item, transaction in (
+            (1, 7, "view", 355908, ""),  # line 2: visitor 7 arrives
+            (2, 7, "addtocart", 355908, ""),
+            (3, 7, "transaction", 355908, 4000),  # line 4: order 4000, two items
+            (3, 7, "transaction", 355909, 4000),
+            (5, 9, "view", 1, ""),  # line 6: visitor 9 only browses
+            (30, 7, "transaction", 12, 4001),  # line 7: order 4001 on June 2
+            (31, 11, "view", 2, ""),
+            (32, 11, "transaction", 2, 4002),  # line 9: order 4002
+        )
+    )
+    + (
+        f"{JUNE_1 + 33 * HOUR},,view,3,\n"  # line 10: an anonymous visit (a guest)
+        "n/a,9,view,4,\n"  # line 11: an unreadable timestamp
     )
 )
 
@@ -59,7 +66,7 @@ def test_purchase_events_become_orders_without_money(tmp_path, clickstream):
     assert "amount" not in orders.columns and "currency" not in orders.columns
     assert orders["ordered_at"][0] == "2015-06-01 03:00:00.000000"
     # every row is an event; visitors are users from their first event, browsers included
-    assert summary.tables["events"].rows == 8
+    assert summary.tables["events"].rows == 10
     users = landed(landing, "users").sort("user_id")
     assert users.select("user_id", "signup_at").rows() == [
         ("11", "2015-06-02 07:00:00.000000"),
@@ -79,6 +86,13 @@ def test_purchase_events_become_orders_without_money(tmp_path, clickstream):
     assert con.execute(
         "select event_type, count(*) from raw.events group by 1 order by 1"
     ).fetchall() == [("add_to_cart", 1), ("page_view", 3), ("purchase", 4)]
+    # the guest and the undatable row are kept with their kind, file and line
+    assert con.execute(
+        "select _kind, _source_file, _source_line from quarantine.events order by 3"
+    ).fetchall() == [
+        ("no_user", str(clickstream), 10),
+        ("missing_value", str(clickstream), 11),
+    ]
     con.close()
 
 
