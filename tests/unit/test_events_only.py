@@ -170,3 +170,13 @@ def test_a_where_condition_that_does_not_bind_names_its_key(tmp_path, clickstrea
     with pytest.raises(MappingError, match=r"tables\.orders\.where: expression") as error:
         validate(load_mapping(mapping))
     assert "kind" in str(error.value)
+
+
+def test_check_sources_counts_repeated_keys_among_the_rows_where_selects(tmp_path, clickstream):
+    """At order grain, transaction 4000's two item rows repeat its key; the view rows, whose
+    transactionid is empty, are not orders and repeat nothing."""
+    from dagster_project.lib.ingestion.mapping.lines import repeated_order_keys
+
+    mapping = write(tmp_path / "src" / "rr.yml", _shipped(tables__orders__grain=None))
+    repeated = repeated_order_keys(load_mapping(mapping))
+    assert (repeated.keys, repeated.rows, repeated.example) == (1, 1, "4000")

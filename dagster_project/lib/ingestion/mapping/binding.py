@@ -72,9 +72,13 @@ def _select_sql(
     if returns is not None:
         items.append(f"coalesce(cast({returns.sql()} as boolean), false) as {RETURN_FLAG}")
     items += [f"{FILE_COLUMN} as {SOURCE_FILE_COLUMN}", f"{LINE_COLUMN} as {SOURCE_LINE_COLUMN}"]
-    # `where`: the rows of the file that are this table's (the purchases of a clickstream)
-    condition = f" where coalesce(cast({where.sql()} as boolean), false)" if where else ""
-    return "select " + ", ".join(items) + " from src" + condition
+    return "select " + ", ".join(items) + " from src" + where_clause(where)
+
+
+def where_clause(where: ColumnMapping | None) -> str:
+    """` where <condition>` for a table's `where:` (the rows of a file that are this table's,
+    e.g. the purchase events of a clickstream; NULL counts as false), or nothing."""
+    return f" where coalesce(cast({where.sql()} as boolean), false)" if where else ""
 
 
 def _check_columns(

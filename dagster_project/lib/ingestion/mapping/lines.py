@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from dagster_project.lib.ingestion.mapping.binding import connection, resolve
+from dagster_project.lib.ingestion.mapping.binding import connection, resolve, where_clause
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
     ISO_TIMESTAMP,
@@ -117,6 +117,7 @@ def repeated_order_keys(mapping: SourceMapping) -> RepeatedKeys | None:
             keys.append(
                 con.sql(
                     f"select trim(cast({order_id['order_id'].sql()} as varchar)) as k from src"
+                    + where_clause(orders.where)  # only the rows that are orders
                 ).pl()
             )
             con.unregister("src")
