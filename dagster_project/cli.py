@@ -142,8 +142,12 @@ def cmd_check_sources(args: argparse.Namespace) -> int:
         source = f"derived ({table.derive})" if table.derive else f"{len(table.files)} file(s)"
         if table.grain == "line":
             source += ", order lines"
+        if not table.priced:
+            source += ", no money"
         columns = [*table.columns, *(f"items.{c}" for c in table.items)]
-        print(f"  {name:<12} {source:<24} columns: {', '.join(columns) or '-'}")
+        print(f"  {name:<12} {source:<33} columns: {', '.join(columns) or '-'}")
+        if table.where is not None:
+            print(f"  {'':<12} {'':<33} rows where: {table.where.text}")
     if repeated:
         print(
             f"warning: {repeated.keys:,} order key(s) repeat on {repeated.rows:,} more row(s) "
@@ -223,10 +227,36 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
             print(f"segment sizes on {latest}:")
             for scheme, segment, label, users in sizes:
                 print(f"  {scheme:<16} {segment:<26} {label or '':<12} {users:>8,}")
+        if table_exists(con, "marts", "fct_orders"):
+            _print_money(con)
         if table_exists(con, "marts", "model_quality"):
             _print_model_quality(con)
     print(f"Parquet exports: {paths.serving_parquet}")
     print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
+
+
+def money_note(orders: int, priced: int) -> str | None:
+    """What the summary says when orders have no amount (None when every order has one)."""
+    if priced == orders:
+        return None
+    if priced == 0:
+        return (
+            f"money: none of the {orders:,} orders has an amount (a source without money, "
+            "money: none): monetary features, M scores, Gamma-Gamma, expected order value, "
+            "CLV and the simple LTV are NULL; value tiers rest on R and F, clusters on the "
+            "other features; recency, frequency, lifecycle, BG/NBD, P(alive) and churn work"
+        )
+    return (
+        f"money: {orders - priced:,} of {orders:,} orders have no amount: their users' money "
+        "features (and so their M score and CLV) are NULL"
+    )
+
+
+def _print_money(con) -> None:
+    orders, priced = con.execute("select count(*), count(amount) from marts.fct_orders").fetchone()
+    note = money_note(orders, priced)
+    if note:
+        print(note)
 
 
 def _print_model_quality(con) -> None:

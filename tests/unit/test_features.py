@@ -88,3 +88,29 @@ def test_features_use_only_data_up_to_the_as_of_date(marts):
 
     # c: signed up on the as-of date, nothing else.
     assert c["tenure_days"] == 0 and c["events_90d"] == 0 and c["last_active_date"] is None
+
+
+def test_money_features_are_null_not_zero_when_no_amount_is_known(marts):
+    """An events-only source (money: none): orders without amounts, so every money feature is
+    NULL, while recency, frequency and activity work as usual."""
+    marts.execute("update marts.fct_orders set amount = null")
+    marts.execute("update marts.fct_orders set net_amount = null where is_completed or is_return")
+    a, b, c = compute_user_features(marts, AS_OF).to_dicts()
+    money = ("monetary", "avg_order_value", "revenue_30d", "revenue_90d", "revenue_trend_90d")
+    for user in (a, b, c):  # c has no order at all: its spend is not known either
+        assert {name: user[name] for name in money} == dict.fromkeys(money)
+    assert a["frequency"] == 4 and a["recency_days"] == 10 and a["repeat_purchases"] == 2
+    assert a["cancel_refund_rate"] == pytest.approx(1 / 5) and b["is_customer"] is False
+
+
+def test_a_user_with_an_order_without_amount_has_no_money_sum(marts):
+    """In a priced source, one order without its amount makes that user's sums unknown (the
+    windows it falls in), not smaller; users without orders still spent 0."""
+    marts.execute(
+        "update marts.fct_orders set amount = null, net_amount = null "
+        "where user_id = 'a' and order_date = date '2024-04-01'"
+    )
+    a, b, c = compute_user_features(marts, AS_OF).to_dicts()
+    assert a["monetary"] is None and a["revenue_trend_90d"] is None
+    assert a["revenue_30d"] == pytest.approx(5.0) and a["revenue_90d"] == pytest.approx(5.0)
+    assert b["monetary"] == 0.0 and c["monetary"] == 0.0 and c["revenue_90d"] == 0.0

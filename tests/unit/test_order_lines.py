@@ -242,3 +242,59 @@ def test_credit_notes_become_returns_that_take_their_money_back(tmp_path, export
     stats = {t: ingest_partitions(con, landing, t, days, "r1") for t in ("orders", "order_items")}
     assert sum(s.rows_quarantined for t in stats for s in stats[t]) == 0
     con.close()
+
+
+def test_a_return_refers_to_its_original_order_when_the_source_says_which(tmp_path, export):
+    """A source that names the invoice a credit note reverses maps it to refers_to_order_id
+    (kept through raw and staging onto marts.fct_orders); other orders leave it NULL."""
+    mapping, december, january = export
+    december.write_text(RETURNS_EXPORT)
+    january.unlink()
+    reference = "      refers_to_order_id: \"case when Invoice like 'C%' then '489434' end\"\n"
+    mapping.write_text(
+        MAPPING.replace(
+            "    grain: line\n", "    grain: line\n    returns: Invoice like 'C%'\n"
+        ).replace(
+            "      status: {value: completed}\n", "      status: {value: completed}\n" + reference
+        )
+    )
+    landing = tmp_path / "landing"
+    stage_sources(mapping, landing, today=TODAY)
+    con = duckdb.connect()
+    ingest_partitions(con, landing, "orders", landed_dates(landing, "orders"), "r1")
+    assert con.execute(
+        "select order_id, status, refers_to_order_id from raw.orders order by 1"
+    ).fetchall() == [
+        ("489434", "completed", None),
+        ("489450", "completed", None),
+        ("C489449", "returned", "489434"),
+    ]
+    con.close()
+
+
+def test_guests_count_as_rejects_when_the_mapping_says_so(tmp_path, export):
+    """`guests_count_as_rejects: true` puts guests back into the reject share (the guard,
+    IngestStats and the partition audit); the default keeps them apart."""
+    mapping, _, _ = export
+    shares = {}
+    for option in (None, True):
+        text = MAPPING if option is None else MAPPING + "guests_count_as_rejects: true\n"
+        landing = tmp_path / f"landing-{option}"
+        stage_sources(write(tmp_path / "src" / f"retail-{option}.yml", text), landing, TODAY)
+        con = duckdb.connect()
+        day = date(2023, 12, 2)
+        (stats,) = [
+            s
+            for s in ingest_partitions(con, landing, "orders", landed_dates(landing), "r1")
+            if s.partition_date == day
+        ]
+        query = partition_audit_query("orders", guests_are_rejects=bool(option))
+        audit = con.sql(query, params={"first": day, "last": day}).pl()
+        shares[option] = (stats.reject_share, audit["reject_share"][0], audit["guest_rows"][0])
+        con.close()
+    # 4 orders landed on 2023-12-02: a guest and two rejects
+    assert shares == {None: (0.5, 0.5, 1), True: (0.75, 0.75, 1)}
+    assert load_mapping(mapping).guests_count_as_rejects is False
+    wrong = write(tmp_path / "src" / "wrong.yml", MAPPING + "guests_count_as_rejects: yes please\n")
+    with pytest.raises(MappingError, match="must be true or false"):
+        load_mapping(wrong)

@@ -71,3 +71,14 @@ def test_the_summary_names_the_quality_figures_below_their_bar(tmp_path, capsys)
     assert "cv-new: 1 of 2 passed" in out
     assert "below the bar: customers 12 < 20 (CLV)" in out
     assert "cv-old" not in out and "cv-refused" not in out
+
+
+def test_the_summary_says_when_orders_have_no_money():
+    from dagster_project.cli import money_note
+
+    assert money_note(120, 120) is None
+    assert money_note(0, 0) is None
+    none = money_note(120, 0)
+    assert none.startswith("money: none of the 120 orders has an amount")
+    assert "CLV and the simple LTV are NULL" in none and "BG/NBD, P(alive) and churn work" in none
+    assert money_note(120, 100).startswith("money: 20 of 120 orders have no amount")

@@ -191,3 +191,19 @@ def test_spec_clusterer_uses_the_shipped_transforms() -> None:
     assert model.fill["avg_order_value"] == "median"
     assert "recency_days" not in model.log_features  # linear: see the spec's comment
     assert "tenure_days" in model.log_features
+
+
+def test_without_money_the_clusters_are_fitted_on_the_other_features() -> None:
+    """A source without money: monetary and avg_order_value are NULL for every user, so the
+    model leaves them out (and says so) and still clusters, names and explains every user."""
+    frame = user_features(300, seed=5).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias(c) for c in ("monetary", "avg_order_value")
+    )
+    model = train_segment_model(frame, small_spec())
+    metrics = model.metrics()
+    assert set(metrics["features_left_out"]) == {"monetary", "avg_order_value"}
+    assert "monetary" not in metrics["features"] and "frequency" in metrics["features"]
+    ids = model.predict(frame)
+    assert len(set(ids.tolist())) == model.clusterer.k_ >= 3
+    assert model.explain(frame, ids).null_count() == 0
+    assert cluster_names(model)["cluster_name"].null_count() == 0

@@ -12,8 +12,12 @@ import yaml
 from feature_frames import rule_features
 
 from dagster_project.lib.segmentation.maps import check_map_partition, segment_catalog
-from dagster_project.lib.segmentation.rules.assign import assign_rule_segments
+from dagster_project.lib.segmentation.rules.assign import (
+    assign_rule_segments,
+    explain_rule_segments,
+)
 from dagster_project.lib.segmentation.rules.cuts import compute_cuts
+from dagster_project.lib.segmentation.rules.rfm import NO_AMOUNT
 from dagster_project.lib.segmentation.spec import SEGMENT_COLUMNS, MapRule, SegmentationSpec
 from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
@@ -426,3 +430,35 @@ def test_no_customers_at_all(spec: SegmentationSpec) -> None:
     out = assign_rule_segments(frame, spec)
     assert out.get_column("rfm_segment").to_list() == ["prospect"] * 3
     assert out.get_column("lifecycle_stage").to_list() == ["new", "prospect", "prospect"]
+
+
+def test_without_money_m_is_unknown_and_the_tiers_rest_on_r_and_f(spec: SegmentationSpec) -> None:
+    """A source without money (money: none): monetary is NULL for everyone. R, F, the R x F
+    map, lifecycle and ops tiers work; M scores are NULL, the value tier counts M as low and
+    says so, nobody is high value, and every scheme stays an exact partition."""
+    frame = random_features(300, seed=11).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("monetary")
+    )
+    with_money = assign_rule_segments(random_features(300, seed=11), spec)
+    cuts = compute_cuts(frame, spec)
+    assert cuts.monetary_threshold is None
+    out = assign_rule_segments(frame, spec, cuts)
+    reasons = explain_rule_segments(frame, out, spec, cuts)
+    customers = frame.get_column("is_customer")
+    assert out.get_column("m_score").null_count() == out.height
+    for column in ("r_score", "f_score", "rfm_segment", "lifecycle_stage"):
+        assert out.get_column(column).equals(with_money.get_column(column))
+    tiers = set(out.filter(customers).get_column("value_tier").unique())
+    assert tiers <= {"general_value", "general_develop", "general_keep", "general_retain"}
+    assert "high_value" not in set(out.get_column("ops_tier"))
+    for column in ("rfm_segment", "value_tier", "lifecycle_stage", "ops_tier"):
+        assert out.get_column(column).null_count() == 0
+    assert out.filter(customers).get_column("rfm_cell").str.ends_with("-").all()
+    customer_reasons = reasons.filter(customers)
+    assert customer_reasons.get_column("rfm_reason").str.ends_with(NO_AMOUNT).all()
+    assert (
+        customer_reasons.get_column("value_tier_reason")
+        .str.ends_with("M unknown (no order amounts), counted as low")
+        .all()
+    )
+    assert reasons.get_column("ops_tier_reason").null_count() == 0

@@ -419,3 +419,28 @@ def test_simple_ltv_floors_zero_churn(spec: ValueSpec) -> None:
 def test_simple_ltv_is_one_value_per_snapshot(scored: pl.DataFrame) -> None:
     assert scored["simple_ltv"].n_unique() == 1
     assert scored["simple_ltv"][0] > 0
+
+
+def test_without_money_clv_is_null_with_its_reason_and_bgnbd_still_scores(spec: ValueSpec) -> None:
+    """A source without money (money: none): no spend is known. BG/NBD still gives P(alive),
+    expected orders and churn risk; Gamma-Gamma, expected order value, CLV (non-customers'
+    too) and the simple LTV are NULL, and the version's notes and quality rows say why."""
+    money = ("monetary", "avg_order_value", "revenue_30d")
+    features = synthetic_features(1500, seed=4).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias(c) for c in money
+    )
+    models = fit_value_models(features, spec)
+    assert models.bgnbd is not None and models.gamma_gamma is None
+    assert models.population_order_value is None
+    assert any("Gamma-Gamma not fitted: no order amounts" in n for n in models.notes)
+    guard = {q["metric"]: q for q in models.summary()["quality"]}["priced_customers"]
+    assert guard["passed"] is False and guard["value"] == 0
+    assert "CLV and the simple LTV are NULL" in guard["note"]
+
+    out = score_value(features, models, spec)
+    customers = out.filter("is_customer")
+    assert customers["p_alive"].null_count() == 0 and customers["churn_risk"].null_count() == 0
+    assert customers["expected_orders_90d"].null_count() == 0
+    for column in ("expected_order_value", "clv_12m", "simple_ltv", "spend_model"):
+        assert out[column].null_count() == out.height, column
+    assert simple_ltv(features, spec)["simple_ltv"] is None

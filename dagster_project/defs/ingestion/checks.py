@@ -14,7 +14,7 @@ from dagster_project.defs.expectations import expectation_suite_check
 from dagster_project.lib.core import settings
 from dagster_project.lib.ingestion.audit import partition_audit_query, validation_query
 from dagster_project.lib.ingestion.contract import CONTRACT_TABLES, PARENTS, time_column
-from dagster_project.lib.ingestion.landing import source_given
+from dagster_project.lib.ingestion.landing import guests_count_as_rejects, source_given
 
 # Largest plausible day per table (an unfiltered load, a wrong date column); edit freely.
 MAX_ROWS_PER_DAY = {
@@ -64,7 +64,9 @@ raw_expectation_checks = [
         dg.AssetKey(["raw", table]),
         "raw_partitions",
         "_partition_date",
-        frame_query=lambda paths, table=table: partition_audit_query(table),
+        frame_query=lambda paths, table=table: partition_audit_query(
+            table, guests_count_as_rejects(paths.landing)
+        ),
         parameters=_partition_parameters(table),
         whole_window=True,
         description=(

@@ -21,6 +21,16 @@ EVENT_COUNT_COLUMNS = (
     "support_contacts",
 )
 
+
+def _money_sum(window: str) -> str:
+    """The net money of a user's orders in a window: NULL (not 0) when one of them has no
+    amount, since the sum is then not known."""
+    return (
+        f"case when count(*) filter (where {window} and net_amount is null) > 0 then null "
+        f"else coalesce(sum(net_amount) filter (where {window}), 0) end"
+    )
+
+
 # $as_of is bound as a DATE parameter; windows are (as_of - n, as_of], so "30d" means the
 # thirty days ending on the snapshot date itself.
 USER_AGGREGATES_SQL = f"""
@@ -34,16 +44,21 @@ orders as (
     -- happens to add rows in (a backfill or a rerun gives identical features)
     -- Money is net of returns: a return's net_amount is negative, so it takes back what its
     -- purchase added (0 for cancelled and refunded orders).
-    select user_id, order_date, net_amount, is_completed, is_return
+    select user_id, order_date, amount, net_amount, is_completed, is_return
     from marts.fct_orders
     where order_date <= $as_of
+),
+money as (
+    -- orders and not one amount: the source has no money (an events-only mapping, money:
+    -- none), so every user's money features are NULL, not 0
+    select count(*) = 0 or count(amount) > 0 as money_known from orders
 ),
 order_aggregates as (
     select
         user_id,
         count(*) filter (where not is_return) as all_orders,
         count(*) filter (where is_completed) as frequency,
-        coalesce(sum(net_amount), 0) as monetary,
+        {_money_sum("true")} as monetary,
         min(order_date) filter (where is_completed) as first_order_date,
         max(order_date) filter (where is_completed) as last_order_date,
         count(distinct order_date) filter (where is_completed) as purchase_days,
@@ -52,11 +67,10 @@ order_aggregates as (
             where is_completed and order_date > $as_of - 60 and order_date <= $as_of - 30
         ) as orders_prev_30d,
         count(*) filter (where is_completed and order_date > $as_of - 90) as orders_90d,
-        coalesce(sum(net_amount) filter (where order_date > $as_of - 30), 0) as revenue_30d,
-        coalesce(sum(net_amount) filter (where order_date > $as_of - 90), 0) as revenue_90d,
-        coalesce(sum(net_amount) filter (
-            where order_date > $as_of - 180 and order_date <= $as_of - 90
-        ), 0) as revenue_prev_90d
+        {_money_sum("order_date > $as_of - 30")} as revenue_30d,
+        {_money_sum("order_date > $as_of - 90")} as revenue_90d,
+        {_money_sum("order_date > $as_of - 180 and order_date <= $as_of - 90")}
+            as revenue_prev_90d
     from orders
     group by user_id
 ),
@@ -102,8 +116,10 @@ select
     u.first_seen_date,
     o.* exclude (user_id),
     a.* exclude (user_id),
-    g.prev_order_gap_days
+    g.prev_order_gap_days,
+    m.money_known
 from known_users as u
+cross join money as m
 left join order_aggregates as o on u.user_id = o.user_id
 left join activity_aggregates as a on u.user_id = a.user_id
 left join last_gaps as g on u.user_id = g.user_id
@@ -123,6 +139,8 @@ COUNT_COLUMNS = (
     "events_prev_30d",
 )
 AMOUNT_COLUMNS = ("monetary", "revenue_30d", "revenue_90d", "revenue_prev_90d")
+# Features in money: NULL for everyone when the source has no money (see money_known).
+MONEY_FEATURES = ("monetary", "avg_order_value", "revenue_30d", "revenue_90d", "revenue_trend_90d")
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "user_id",
@@ -168,9 +186,26 @@ def _days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
 def derive_features(aggregates: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Turn per-user aggregates into the feature table (contract column order)."""
     as_of_lit = pl.lit(as_of, dtype=pl.Date)
+    # a user without orders spent 0; a user with an order without amount: NULL (from SQL); a
+    # source without any money: NULL for everyone
+    money_known = (
+        pl.col("money_known").fill_null(True)
+        if "money_known" in aggregates.columns
+        else pl.lit(True)
+    )
+    has_orders = pl.col("all_orders").is_not_null()
     frame = aggregates.with_columns(
         *[pl.col(c).fill_null(0).cast(pl.Int32) for c in COUNT_COLUMNS],
-        *[pl.col(c).fill_null(0.0).cast(pl.Float64) for c in AMOUNT_COLUMNS],
+        *[
+            pl.when(~money_known)
+            .then(None)
+            .when(has_orders)
+            .then(pl.col(c))
+            .otherwise(0.0)
+            .cast(pl.Float64)
+            .alias(c)
+            for c in AMOUNT_COLUMNS
+        ],
         pl.col("first_order_date").cast(pl.Date),
         pl.col("last_order_date").cast(pl.Date),
         pl.col("last_active_date").cast(pl.Date),

@@ -28,10 +28,12 @@ def validation_query(table: str, parent_given: bool) -> str:
     )
 
 
-def partition_audit_query(table: str) -> str:
+def partition_audit_query(table: str, guests_are_rejects: bool = False) -> str:
     """One row per day of [$first, $last]: what landed, what was accepted and quarantined
     (as recorded and as actually stored), the reject share (guests apart: ``guest_rows`` and
-    ``guest_share``) with its lower 95 % bound, and the data's staleness."""
+    ``guest_share``, unless ``guests_are_rejects``: the mapping's guests_count_as_rejects)
+    with its lower 95 % bound, and the data's staleness."""
+    not_rejects = "0" if guests_are_rejects else "coalesce(quarantine_rows.guests, 0)"
     ts = time_column(table)
     latest = (
         f"""daily_latest as (
@@ -68,9 +70,10 @@ def partition_audit_query(table: str) -> str:
             coalesce(raw_rows.n, 0) as raw_rows,
             coalesce(quarantine_rows.n, 0) as quarantine_rows,
             -- guests (no user id) are real activity, not bad data: outside the reject share
+            -- (unless the mapping says they count)
             coalesce(quarantine_rows.guests, 0) as guest_rows,
             case when audit.rows_landed > 0
-                then (audit.rows_quarantined - coalesce(quarantine_rows.guests, 0))
+                then (audit.rows_quarantined - {not_rejects})
                     / audit.rows_landed else 0.0 end as reject_share
         from days
         left join audit on audit.partition_date = days.partition_date

@@ -69,6 +69,10 @@ KIND_UNPARSEABLE = "unparseable"
 KIND_NO_USER = "no_user"
 
 
+# The source mapping's option (kept in the landing manifest) to count guests as rejects.
+GUESTS_COUNT_AS_REJECTS = "guests_count_as_rejects"
+
+
 KIND_NEGATIVE = "negative_amount"
 
 
@@ -88,7 +92,7 @@ KIND_ORPHAN = "orphan"
 class ColumnSpec:
     name: str
     dtype: str  # key of SQL_TYPES
-    required: bool = False  # a null or empty value rejects the row
+    required: bool = False  # a null or empty value rejects the row (when the file has it)
     optional_in_file: bool = False  # the column may be absent from a file (filled with null)
     non_negative: bool = False
     partition_time: bool = False  # must fall on the partition's day
@@ -99,9 +103,13 @@ TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("order_id", "varchar", required=True),
         ColumnSpec("user_id", "varchar", required=True),
         ColumnSpec("ordered_at", "timestamp", required=True, partition_time=True),
-        ColumnSpec("amount", "decimal", required=True, non_negative=True),
+        # required in a file that has it; a source without money (a clickstream's purchases,
+        # mapped with `money: none`) lands files without amount and currency
+        ColumnSpec("amount", "decimal", required=True, optional_in_file=True, non_negative=True),
         ColumnSpec("currency", "varchar", optional_in_file=True),
         ColumnSpec("status", "varchar", required=True),
+        # a return's original order, when the source says which (kept on marts.fct_orders)
+        ColumnSpec("refers_to_order_id", "varchar", optional_in_file=True),
     ),
     "order_items": (
         ColumnSpec("order_id", "varchar", required=True),
@@ -148,6 +156,16 @@ PARENTS: dict[str, ForeignKey] = {
 }
 
 
+# Per-row flag the landing reader adds for a required column that a file may leave out:
+# whether the row's file has the column (a null then rejects the row) or not (null is fine).
+PRESENT_PREFIX = "__present_"
+
+
+def presence_columns(table: str) -> list[str]:
+    """The required columns of `table` a file may leave out (each gets a presence flag)."""
+    return [c.name for c in TABLE_SPECS[table] if c.required and c.optional_in_file]
+
+
 def time_column(table: str) -> str | None:
     """The table's timestamp that decides its day (None for order_items)."""
     return next((c.name for c in TABLE_SPECS[table] if c.partition_time), None)
@@ -168,11 +186,19 @@ class IngestStats:
     reasons: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     guest_rows: int = 0  # quarantined only for having no user id
+    guests_are_rejects: bool = False  # the mapping's guests_count_as_rejects
 
     @property
     def reject_share(self) -> float:
-        rejects = self.rows_quarantined - self.guest_rows
+        guests = 0 if self.guests_are_rejects else self.guest_rows
+        rejects = self.rows_quarantined - guests
         return rejects / self.rows_landed if self.rows_landed else 0.0
+
+
+# Contract columns added after the first release: older warehouses get them on the next run.
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "orders": (("refers_to_order_id", "varchar"),),
+}
 
 
 def raw_table_ddl(table: str) -> str:
@@ -198,6 +224,10 @@ def ensure_ingestion_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(quarantine_table_ddl(table))
         # warehouses created before kinds existed
         con.execute(f"alter table quarantine.{table} add column if not exists _kind varchar")
+        # ... or before these contract columns existed
+        for name, sql_type in ADDED_COLUMNS.get(table, ()):
+            con.execute(f"alter table raw.{table} add column if not exists {name} {sql_type}")
+            con.execute(f"alter table quarantine.{table} add column if not exists {name} varchar")
     con.execute(
         "create table if not exists audit.ingested_partitions ("
         "table_name varchar, partition_date date, files varchar, rows_landed bigint, "

@@ -53,6 +53,7 @@ from dagster_project.lib.ingestion.contract import (
 )
 from dagster_project.lib.ingestion.landing import (
     files_fingerprint,
+    guests_count_as_rejects,
     landed_dates,
     partition_files,
     read_landing_file,
@@ -218,9 +219,12 @@ def ingest_partitions(
     parent_given = parent is not None and source_given(landing, parent.parent)
     stats: list[IngestStats] = []
     done = 0
+    guests_are_rejects = guests_count_as_rejects(landing)
     for chunk in _chunks(landing, table, days):
         if chunk:
-            stats += _ingest_chunk(con, landing, table, chunk, run_id, parent_given)
+            stats += _ingest_chunk(
+                con, landing, table, chunk, run_id, parent_given, guests_are_rejects
+            )
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, len(days))
@@ -241,6 +245,7 @@ def _ingest_chunk(
     days: list[date],
     run_id: str,
     parent_given: bool,
+    guests_are_rejects: bool = False,
 ) -> list[IngestStats]:
     specs = TABLE_SPECS[table]
     files_by_day = {day: partition_files(landing, table, day) for day in days}
@@ -282,7 +287,7 @@ def _ingest_chunk(
     )
 
     ingested_at = datetime.now().replace(microsecond=0)
-    stats = _stats(table, files_by_day, landed, rejected)
+    stats = _stats(table, files_by_day, landed, rejected, guests_are_rejects)
     audit = pl.DataFrame(
         {
             "table_name": [table] * len(stats),
@@ -341,7 +346,11 @@ def _ingest_chunk(
 
 
 def _stats(
-    table: str, files_by_day: dict[date, list[Path]], landed: pl.DataFrame, rejected: pl.DataFrame
+    table: str,
+    files_by_day: dict[date, list[Path]],
+    landed: pl.DataFrame,
+    rejected: pl.DataFrame,
+    guests_are_rejects: bool = False,
 ) -> list[IngestStats]:
     landed_by_day = dict(landed.group_by("_partition_date").len().rows())
     reasons: dict[date, dict[str, int]] = {}
@@ -370,6 +379,7 @@ def _stats(
                 reasons=dict(sorted(reasons.get(day, {}).items())),
                 kinds=dict(sorted(kinds.get(day, {}).items())),
                 guest_rows=guests.get(day, 0),
+                guests_are_rejects=guests_are_rejects,
             )
         )
     return stats

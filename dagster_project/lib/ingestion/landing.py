@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
+    GUESTS_COUNT_AS_REJECTS,
     KIND_FUTURE,
     KIND_MISSING,
     KIND_NEGATIVE,
@@ -19,12 +22,14 @@ from dagster_project.lib.ingestion.contract import (
     KIND_UNPARSEABLE,
     LANDING_SUFFIXES,
     PARTITION_DIR,
+    PRESENT_PREFIX,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     TABLE_SPECS,
     TIMESTAMP_FORMATS,
     ColumnSpec,
     IngestError,
+    presence_columns,
 )
 
 
@@ -39,6 +44,18 @@ def landed_dates(landing: Path, table: str = "orders") -> list[date]:
         if child.is_dir() and match:
             days.append(date.fromisoformat(match.group(1)))
     return sorted(days)
+
+
+def guests_count_as_rejects(landing: Path) -> bool:
+    """Whether the staged source mapping counts guests (rows without a user id) toward the
+    reject share (its `guests_count_as_rejects`; off by default and without a mapping)."""
+    manifest = landing / MAPPING_MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return bool(json.loads(manifest.read_text()).get(GUESTS_COUNT_AS_REJECTS, False))
+    except (OSError, ValueError):
+        return False
 
 
 def source_given(landing: Path, table: str) -> bool:
@@ -102,6 +119,10 @@ def read_landing_file(path: Path, table: str) -> pl.DataFrame:
             f"{path}: required column(s) {', '.join(missing)} missing "
             f"(the file has: {', '.join(frame.columns) or 'no columns'})"
         )
+    present = [
+        pl.lit(name in frame.columns).alias(PRESENT_PREFIX + name)
+        for name in presence_columns(table)
+    ]
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(c.name) for c in specs if c.name not in frame.columns
     )
@@ -117,7 +138,7 @@ def read_landing_file(path: Path, table: str) -> pl.DataFrame:
             (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias(SOURCE_LINE_COLUMN),
         ]
     )
-    return frame.select(*[pl.col(c.name) for c in specs], *lineage)
+    return frame.select(*[pl.col(c.name) for c in specs], *lineage, *present)
 
 
 def _parse_timestamp(column: str) -> pl.Expr:
@@ -156,7 +177,10 @@ def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         if spec.required and spec.name == "user_id" and table != "users":
             problems.append((blank, pl.lit("no user_id (a guest)"), KIND_NO_USER))
         elif spec.required:
-            problems.append((blank, pl.lit(f"missing {spec.name}"), KIND_MISSING))
+            flag = PRESENT_PREFIX + spec.name
+            # a column the file left out (money of a source without money) is not missing
+            missing = blank & pl.col(flag) if flag in frame.columns else blank
+            problems.append((missing, pl.lit(f"missing {spec.name}"), KIND_MISSING))
         problems.append(
             (
                 ~blank & value.is_null(),

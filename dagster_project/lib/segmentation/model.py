@@ -74,6 +74,8 @@ class SegmentModel:
     previous_version: str | None
     reason_terms: int = 2
     quality_spec: QualitySpec | None = None  # None in versions pickled before it was kept
+    # spec features NULL for every training user (money of a source without money): left out
+    left_out: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ scoring
 
@@ -203,6 +205,9 @@ class SegmentModel:
             "users": int(model.n_samples_fit_),
             "algorithm": model.algorithm_,
             "features": list(model.feature_names_),
+            "features_left_out": {
+                f: "NULL for every user (e.g. no order amounts)" for f in self.left_out
+            },
             "silhouette": chosen["silhouette"],
             "calinski_harabasz": chosen["calinski_harabasz"],
             "davies_bouldin": chosen["davies_bouldin"],
@@ -265,7 +270,18 @@ def train_segment_model(
     the model (``gate.promote``); the caller promotes the version or keeps it as a candidate.
     """
     c = spec.clustering
-    model = (clusterer if clusterer is not None else clusterer_from_spec(spec)).fit(features)
+    # a feature NULL for every user carries nothing to cluster on: the money of a source
+    # without money (monetary, avg_order_value); the model is fitted on the others
+    left_out = tuple(
+        f
+        for f in c.features
+        if f in features.columns and features[f].null_count() == features.height
+    )
+    if left_out:
+        logger.warning("clustering without %s: NULL for every user", ", ".join(left_out))
+    model = (
+        clusterer if clusterer is not None else clusterer_from_spec(spec, without=left_out)
+    ).fit(features)
     lineage = align_to_previous(
         model,
         _previous_clusterer(previous),
@@ -302,6 +318,7 @@ def train_segment_model(
         previous_version=previous_version,
         reason_terms=c.surrogate.reason_terms,
         quality_spec=c.quality,
+        left_out=left_out if clusterer is None else (),
     )
 
 

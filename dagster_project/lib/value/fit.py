@@ -26,7 +26,13 @@ from dagster_project.lib.value.metrics import (
     TX_COL,
     X_COL,
 )
-from dagster_project.lib.value.spec import CHURN_CLASSIFIER, PROBABILISTIC, ValueSpec, json_safe
+from dagster_project.lib.value.spec import (
+    CHURN_CLASSIFIER,
+    NO_MONEY,
+    PROBABILISTIC,
+    ValueSpec,
+    json_safe,
+)
 
 
 @dataclass
@@ -127,11 +133,18 @@ def history_days(customers: pl.DataFrame) -> float:
     return float(customers[T_COL].max())
 
 
+def priced(customers: pl.DataFrame) -> pl.DataFrame:
+    """Customers whose spend is known (monetary not NULL: a source without money has none)."""
+    return customers.filter(pl.col("monetary").is_not_null())
+
+
 def population_order_value(customers: pl.DataFrame) -> float | None:
-    orders = customers["frequency"].sum()
+    """Mean spend per order over the customers whose spend is known (None without any)."""
+    known = priced(customers)
+    orders = known["frequency"].sum()
     if not orders:
         return None
-    value = float(customers["monetary"].sum()) / float(orders)
+    value = float(known["monetary"].sum()) / float(orders)
     return value if math.isfinite(value) and value > 0 else None
 
 
@@ -242,7 +255,9 @@ def fit_gamma_gamma(
         corr = float(value) if value is not None and math.isfinite(value) else None
 
     gamma_gamma: GammaGammaModel | None = None
-    if repeat.height < spec.min_repeat_customers:
+    if customers.height and priced(customers).height == 0:
+        notes.append(f"Gamma-Gamma not fitted: {NO_MONEY}")
+    elif repeat.height < spec.min_repeat_customers:
         notes.append(
             f"Gamma-Gamma not fitted: {repeat.height} repeat customers"
             f" < {spec.min_repeat_customers}; expected_order_value uses the fallback"

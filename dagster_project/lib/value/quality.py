@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster_project.lib.model_store.quality import QualityMetric, at_least, at_most, reported
-from dagster_project.lib.value.spec import CHURN_CLASSIFIER, PROBABILISTIC, ValueSpec
+from dagster_project.lib.value.spec import CHURN_CLASSIFIER, NO_MONEY, PROBABILISTIC, ValueSpec
 
 GUARD = "minimum_data"
 HOLDOUT = "internal_holdout"
@@ -21,11 +21,14 @@ def value_quality(
     history_days: float,
     selection: Mapping[str, Any],
     churn_model: str,
+    priced_customers: int | None = None,
 ) -> list[QualityMetric]:
     """``selection``: the evidence of :func:`~dagster_project.lib.value.candidates.
     evaluate_candidates`. Without it (no history given, or selection skipped) the holdout rows
     have no value and say why: the churn rows fail, since nothing showed the score works, and
-    the MAE row has no bar (it is the naive forecast's MAE on the same holdout)."""
+    the MAE row has no bar (it is the naive forecast's MAE on the same holdout).
+    ``priced_customers``: customers whose spend is known; none of them (a source without
+    money) fails the money guard, whose note says what is NULL."""
     mae = selection.get("mae", {})
     naive = mae.get("naive")
     mae_bar = naive * spec.quality_max_forecast_mae_ratio if naive is not None else None
@@ -51,6 +54,13 @@ def value_quality(
             "Gamma-Gamma spend",
         ),
         at_least("history_days", history_days, spec.min_history_days, GUARD, "BG/NBD, Pareto/NBD"),
+        at_least(
+            "priced_customers",
+            customers if priced_customers is None else priced_customers,
+            1,
+            GUARD,
+            NO_MONEY if customers and not priced_customers else "Gamma-Gamma spend and CLV",
+        ),
         reported("holdout_customers", selection.get("holdout_customers"), HOLDOUT),
         at_most(
             "forecast_mae",

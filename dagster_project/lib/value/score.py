@@ -248,6 +248,9 @@ def _bands_and_baseline(
         log.warning("simple LTV baseline left NULL: %s", exc)
         baseline = None
     is_customer = pl.col("is_customer").fill_null(False)
+    # a non-customer's CLV is 0 (nothing modelled to gain yet), unless no spend is known at
+    # all (a source without money): then it is as unknown as everyone else's
+    money_known = features.height == 0 or features["monetary"].is_not_null().any()
     out = (
         frame.select("_row", "user_id", is_customer.alias("is_customer"))
         .join(scored, on="_row", how="left")
@@ -255,7 +258,7 @@ def _bands_and_baseline(
         .with_columns(
             pl.when(is_customer)
             .then(pl.col(spec.clv_column))
-            .otherwise(pl.lit(0.0))
+            .otherwise(pl.lit(0.0 if money_known else None, dtype=pl.Float64))
             .alias(spec.clv_column),
             pl.when(~is_customer)
             .then(pl.lit("no_purchase"))
@@ -284,7 +287,7 @@ def simple_ltv(features: pl.DataFrame, spec: ValueSpec) -> dict[str, float | Non
     ARPU: revenue_30d averaged over customers who purchased in (D-30, D]. Monthly churn: among
     customers who purchased in (D-60, D-30], the share with no purchase in (D-30, D]; floored
     by the spec so a quiet month cannot divide by zero. None where undefined (no active or no
-    base customers).
+    base customers, or an active customer's revenue unknown: a source without money).
     """
     check_columns(features, SIMPLE_LTV_COLUMNS)
     customers = features.filter(pl.col("is_customer").fill_null(False))
@@ -292,11 +295,13 @@ def simple_ltv(features: pl.DataFrame, spec: ValueSpec) -> dict[str, float | Non
     stats = customers.select(
         active=(pl.col("orders_30d") > 0).sum(),
         active_revenue=pl.col("revenue_30d").filter(pl.col("orders_30d") > 0).sum(),
+        unpriced=(pl.col("revenue_30d").is_null() & (pl.col("orders_30d") > 0)).sum(),
         base=(orders_prev_30d > 0).sum(),
         churned=((orders_prev_30d > 0) & (pl.col("orders_30d") == 0)).sum(),
     ).row(0, named=True)
     active, base, churned = (int(stats[k] or 0) for k in ("active", "base", "churned"))
-    arpu = float(stats["active_revenue"] or 0.0) / active if active else None
+    known = not stats["unpriced"]
+    arpu = float(stats["active_revenue"] or 0.0) / active if active and known else None
     churn = churned / base if base else None
     churn_used = max(churn, spec.simple_ltv_churn_floor) if churn is not None else None
     ltv = arpu / churn_used if arpu is not None and churn_used is not None else None

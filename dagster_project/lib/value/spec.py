@@ -46,6 +46,13 @@ REQUIRED_COLUMNS = ("user_id", "is_customer", X_COL, TX_COL, T_COL, "frequency",
 SIMPLE_LTV_COLUMNS = ("is_customer", "orders_30d", "orders_trend_30d", "revenue_30d")
 
 
+# Why the money outputs are NULL for a source without money (money: none in the mapping).
+NO_MONEY = (
+    "no order amounts (a source without money): expected order value, CLV and the simple "
+    "LTV are NULL"
+)
+
+
 @dataclass(frozen=True)
 class ValueSpec:
     """models/value.yml, validated. See the yml for the meaning of each field."""

@@ -38,6 +38,7 @@ from dagster_project.lib.value.fit import (
     history_days,
     new_classifier,
     population_order_value,
+    priced,
 )
 from dagster_project.lib.value.metrics import (
     valid_customers,
@@ -114,7 +115,10 @@ def fit_value_models(
     for note in notes:
         log.warning(note)
     in_use = CHURN_CLASSIFIER if use_classifier and classifier is not None else PROBABILISTIC
-    quality = value_quality(spec, n_customers, n_repeat, history_days(customers), selection, in_use)
+    n_priced = priced(customers).height  # none: a source without money (see fit_gamma_gamma)
+    quality = value_quality(
+        spec, n_customers, n_repeat, history_days(customers), selection, in_use, n_priced
+    )
     return ValueModels(
         bgnbd=bgnbd,
         gamma_gamma=gamma_gamma,

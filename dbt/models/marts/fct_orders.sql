@@ -51,7 +51,8 @@ final as (
             when orders.status = 'completed' then orders.amount
             when orders.status = 'returned' then -orders.amount
             else 0
-        end as decimal(18, 2)) as net_amount
+        end as decimal(18, 2)) as net_amount,
+        orders.refers_to_order_id
     from orders
     left join order_lines
         on orders.order_id = order_lines.order_id

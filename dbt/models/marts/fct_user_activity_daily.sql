@@ -29,7 +29,12 @@ order_activity as (
         cast(ordered_at as date) as activity_date,
         count(*) as orders,
         sum(case when status = 'completed' then 1 else 0 end) as completed_orders,
-        sum(case when status = 'completed' then amount else 0 end) as revenue,
+        -- NULL when a completed order has no amount (a source without money), not 0
+        case
+            when count(case when status = 'completed' and amount is null then 1 end) > 0
+                then null
+            else sum(case when status = 'completed' then amount else 0 end)
+        end as revenue,
         0 as sessions,
         0 as page_views,
         0 as searches,
@@ -109,7 +114,11 @@ final as (
         activity_date,
         cast(sum(orders) as integer) as orders,
         cast(sum(completed_orders) as integer) as completed_orders,
-        cast(sum(revenue) as decimal(18, 2)) as revenue,
+        -- sum() would skip the NULL of an unpriced order day: keep it NULL
+        cast(case
+            when count(revenue) < count(*) then null
+            else sum(revenue)
+        end as decimal(18, 2)) as revenue,
         cast(sum(sessions) as integer) as sessions,
         cast(sum(page_views) as integer) as page_views,
         cast(sum(searches) as integer) as searches,

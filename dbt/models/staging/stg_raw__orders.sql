@@ -13,6 +13,7 @@ ranked as (
         cast(amount as decimal(18, 2)) as amount,
         upper(trim(currency)) as currency,
         lower(trim(status)) as status,
+        nullif(trim(refers_to_order_id), '') as refers_to_order_id,
         _ingested_at,
         row_number() over (
             partition by order_id
@@ -29,6 +30,7 @@ final as (
         amount,
         currency,
         status,
+        refers_to_order_id,
         _ingested_at
     from ranked
     where version_rank = 1

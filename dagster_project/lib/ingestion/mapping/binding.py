@@ -16,6 +16,7 @@ from dagster_project.lib.ingestion.contract import (
 )
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
+    DERIVES,
     FILE_COLUMN,
     ISO_TIMESTAMP,
     LINE_COLUMN,
@@ -25,6 +26,7 @@ from dagster_project.lib.ingestion.mapping.spec import (
     MappingError,
     ReaderOptions,
     SourceMapping,
+    TableMapping,
     quote_identifier,
 )
 
@@ -63,13 +65,20 @@ def _select_sql(
     columns: dict[str, ColumnMapping],
     extra: dict[str, ColumnMapping],
     returns: ColumnMapping | None,
+    where: ColumnMapping | None = None,
 ) -> str:
     items = [f"{c.sql()} as {quote_identifier(name)}" for name, c in columns.items()]
     items += [f"{c.sql()} as {quote_identifier('__user_' + n)}" for n, c in extra.items()]
     if returns is not None:
         items.append(f"coalesce(cast({returns.sql()} as boolean), false) as {RETURN_FLAG}")
     items += [f"{FILE_COLUMN} as {SOURCE_FILE_COLUMN}", f"{LINE_COLUMN} as {SOURCE_LINE_COLUMN}"]
-    return "select " + ", ".join(items) + " from src"
+    return "select " + ", ".join(items) + " from src" + where_clause(where)
+
+
+def where_clause(where: ColumnMapping | None) -> str:
+    """` where <condition>` for a table's `where:` (the rows of a file that are this table's,
+    e.g. the purchase events of a clickstream; NULL counts as false), or nothing."""
+    return f" where coalesce(cast({where.sql()} as boolean), false)" if where else ""
 
 
 def _check_columns(
@@ -98,10 +107,15 @@ def _check_columns(
                 ) from exc
 
 
+def derived_from(mapping: SourceMapping, table: TableMapping) -> TableMapping:
+    """The table whose files a table reads: its own, or for derived users their parent's."""
+    return mapping.tables[DERIVES[table.derive][0]] if table.derive else table
+
+
 def validate(mapping: SourceMapping) -> None:
     """Check every file's columns and every expression, reading headers only (and lookups)."""
     for table, table_mapping in mapping.tables.items():
-        source = mapping.tables["orders"] if table_mapping.derive else table_mapping
+        source = derived_from(mapping, table_mapping)
         con = connection(mapping, source.reader)
         try:
             for path in source.files:
@@ -115,9 +129,12 @@ def validate(mapping: SourceMapping) -> None:
                 for part in ("columns", "items"):
                     columns = resolve(getattr(table_mapping, part), header.columns)
                     _check_columns(con, f"tables.{table}.{part}", path, columns, header.columns)
-                if table_mapping.returns is not None:
-                    returns = {"returns": table_mapping.returns}
-                    _check_columns(con, f"tables.{table}", path, returns, header.columns)
+                conditions = {
+                    name: condition
+                    for name in ("returns", "where")
+                    if (condition := getattr(table_mapping, name)) is not None
+                }
+                _check_columns(con, f"tables.{table}", path, conditions, header.columns)
                 con.unregister("src")
         finally:
             con.close()
@@ -162,13 +179,14 @@ def evaluate(
     reader: ReaderOptions,
     extra: dict[str, ColumnMapping] | None = None,
     returns: ColumnMapping | None = None,
+    where: ColumnMapping | None = None,
 ) -> pl.DataFrame:
-    """The contract columns (text) of one file's rows, plus lineage (and `__return`: whether
-    the row is a return, when `returns` is given)."""
+    """The contract columns (text) of one file's rows (those `where` holds for, when given),
+    plus lineage (and `__return`: whether the row is a return, when `returns` is given)."""
     extra = extra or {}
     con.register("src", frame.to_arrow())
     try:
-        relation = con.sql(_select_sql(columns, extra, returns))
+        relation = con.sql(_select_sql(columns, extra, returns, where))
         types = dict(zip(relation.columns, [str(t) for t in relation.types], strict=True))
         items = []
         for spec in TABLE_SPECS[table]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from dagster_project.lib.ingestion.mapping.binding import connection, resolve
+from dagster_project.lib.ingestion.mapping.binding import connection, resolve, where_clause
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
     ISO_TIMESTAMP,
@@ -35,8 +35,13 @@ from dagster_project.lib.ingestion.mapping.spec import (
 _AMOUNT = "decimal(38, 6)"
 
 
-def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl.DataFrame:
-    """The orders of mapped order lines (contract text columns), in the columns of `lines`."""
+def orders_from_lines(
+    con: duckdb.DuckDBPyConnection, lines: pl.DataFrame, priced: bool = True
+) -> pl.DataFrame:
+    """The orders of mapped order lines (contract text columns), in the columns of `lines`.
+
+    ``priced`` False (`money: none`): the lines carry no amount, so none is summed; an order is
+    its earliest line's timestamp and first user, and nothing breaks it."""
     con.register("__lines", lines.with_row_index("__row").to_arrow())
     # an invoice is a return when all its lines are (a credit note); a mixed one nets out
     has_returns = RETURN_FLAG in lines.columns
@@ -45,6 +50,11 @@ def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl
     amount = (
         f"coalesce(try_cast(trim(amount) as {_AMOUNT}), "
         f"try_cast(try_cast(trim(amount) as double) as {_AMOUNT}))"
+        if priced
+        else f"cast(0 as {_AMOUNT})"  # nothing to sum: no line is broken by its amount
+    )
+    total = (
+        "case when __broken then amount else cast(__total as varchar) end" if priced else "amount"
     )
     sql = f"""
         with lines as (
@@ -66,7 +76,7 @@ def orders_from_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> pl
             group by __key
         )
         select lines.* replace (
-                case when __broken then amount else cast(__total as varchar) end as amount,
+                {total} as amount,
                 coalesce(strftime(__first_at, '{ISO_TIMESTAMP}'), ordered_at) as ordered_at,
                 coalesce(__first_user, user_id) as user_id
                 {return_replace}
@@ -107,6 +117,7 @@ def repeated_order_keys(mapping: SourceMapping) -> RepeatedKeys | None:
             keys.append(
                 con.sql(
                     f"select trim(cast({order_id['order_id'].sql()} as varchar)) as k from src"
+                    + where_clause(orders.where)  # only the rows that are orders
                 ).pl()
             )
             con.unregister("src")

@@ -30,6 +30,20 @@ FORMATS = ("csv", "parquet", "whitespace")
 DERIVE_FIRST_ORDER = "first_order"
 
 
+DERIVE_FIRST_EVENT = "first_event"
+
+
+# A derived users table: the table it is derived from and that table's timestamp (signup_at).
+DERIVES = {DERIVE_FIRST_ORDER: ("orders", "ordered_at"), DERIVE_FIRST_EVENT: ("events", "event_at")}
+
+
+# `money: none`: a source without money (a clickstream whose purchases carry no amount). Its
+# orders have no amount and no currency (the staged files lack both columns, so ingestion does
+# not require them); money features, Gamma-Gamma and CLV are then NULL downstream.
+MONEY_NONE = "none"
+MONEY_COLUMNS = ("amount", "currency")
+
+
 ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -56,7 +70,16 @@ READER_KEYS = {
 }
 
 
-TABLE_KEYS = READER_KEYS | {"files", "columns", "derive", "grain", "items", "returns"}
+TABLE_KEYS = READER_KEYS | {
+    "files",
+    "columns",
+    "derive",
+    "grain",
+    "items",
+    "returns",
+    "where",
+    "money",
+}
 
 
 # The status of a return or credit note: its amount is the money given back (positive), which
@@ -73,7 +96,7 @@ GRAINS = ("order", "line")
 LOOKUP_KEYS = READER_KEYS | {"files"}
 
 
-TOP_KEYS = {"version", "tables", "lookups"}
+TOP_KEYS = {"version", "tables", "lookups", "guests_count_as_rejects"}
 
 
 COLUMN_FORMS = ("column", "expr", "value")
@@ -145,6 +168,14 @@ class TableMapping:
     grain: str = "order"
     items: dict[str, ColumnMapping] = field(default_factory=dict)  # line grain: order_items
     returns: ColumnMapping | None = None  # orders: which rows are returns / credit notes
+    where: ColumnMapping | None = None  # the rows of the files that are this table's
+    priced: bool = True  # False: `money: none`, orders without amount and currency
+
+    @property
+    def absent_columns(self) -> tuple[str, ...]:
+        """Contract columns the staged files leave out (not null: absent), so ingestion does
+        not require them: the money of a source without money."""
+        return () if self.priced else MONEY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -152,6 +183,8 @@ class SourceMapping:
     path: Path
     tables: dict[str, TableMapping]
     lookups: dict[str, TableMapping] = field(default_factory=dict)
+    # guests (rows without a user id) count toward the reject share (default: they do not)
+    guests_count_as_rejects: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,7 +376,17 @@ def load_mapping(path: Path) -> SourceMapping:
         tables[table] = _table(table, table_spec, key, base_dir)
     if "orders" not in tables:
         raise MappingError("tables.orders", "required: every mapping maps orders")
-    return SourceMapping(path=path, tables=tables, lookups=lookups)
+    users = tables.get("users")
+    if users is not None and users.derive:
+        parent = DERIVES[users.derive][0]
+        if parent not in tables:
+            raise MappingError(
+                "tables.users.derive", f"{users.derive} needs tables.{parent} in the mapping"
+            )
+    guests = spec.get("guests_count_as_rejects", False)
+    if not isinstance(guests, bool):
+        raise MappingError("guests_count_as_rejects", f"must be true or false, got {guests!r}")
+    return SourceMapping(path=path, tables=tables, lookups=lookups, guests_count_as_rejects=guests)
 
 
 def _columns(
@@ -372,7 +415,9 @@ def _require(
             raise MappingError(f"{key}.{column.name}", f"required, not mapped{hint}")
 
 
-def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, ColumnMapping]]:
+def _grain(
+    table: str, spec: dict[str, Any], key: str, priced: bool
+) -> tuple[str, dict[str, ColumnMapping]]:
     """The orders' grain, and at line grain the order_items columns of each line."""
     grain = spec.get("grain", "order")
     if grain not in GRAINS:
@@ -383,6 +428,14 @@ def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, C
         if "items" in spec:
             raise MappingError(f"{key}.items", "only at grain: line (the rows are order lines)")
         return grain, {}
+    if not priced:
+        # the lines of a source without money only group purchases into orders
+        if "items" in spec:
+            raise MappingError(
+                f"{key}.items",
+                "order_items need a unit price, which a source with money: none lacks",
+            )
+        return grain, {}
     # the line's order key is the order's: items never map order_id themselves
     items = _columns("order_items", spec.get("items") or {}, f"{key}.items", ("order_id",))
     _require("order_items", items, f"{key}.items", ("order_id",))
@@ -391,29 +444,73 @@ def _grain(table: str, spec: dict[str, Any], key: str) -> tuple[str, dict[str, C
 
 def _table(table: str, spec: dict[str, Any], key: str, base_dir: Path) -> TableMapping:
     columns = _columns(table, spec.get("columns") or {}, f"{key}.columns")
-    grain, items = _grain(table, spec, key)
+    priced = _money(table, spec, key, columns)
+    grain, items = _grain(table, spec, key, priced)
     returns = _returns(table, spec, key)
+    if returns is not None and not priced:
+        raise MappingError(f"{key}.returns", "returns give money back: not with money: none")
+    where = _condition(spec, "where", key, "e.g. \"event = 'transaction'\"")
 
     derive = spec.get("derive")
     if derive is not None:
-        if table != "users" or derive != DERIVE_FIRST_ORDER:
+        if table != "users" or derive not in DERIVES:
             raise MappingError(
-                f"{key}.derive", f"only users can be derived, with derive: {DERIVE_FIRST_ORDER}"
+                f"{key}.derive",
+                f"only users can be derived, with derive: {' or '.join(DERIVES)}",
             )
-        if "files" in spec:
-            raise MappingError(f"{key}.files", "a derived table reads the orders files")
+        parent = DERIVES[derive][0]
+        for name in ("files", "where"):
+            if name in spec:
+                raise MappingError(f"{key}.{name}", f"a derived table reads the {parent} rows")
         for name in ("user_id", "signup_at"):
             if name in columns:
                 raise MappingError(
-                    f"{key}.columns.{name}", "comes from the orders when users are derived"
+                    f"{key}.columns.{name}", f"comes from the {parent} when users are derived"
                 )
         return TableMapping(table, (), "", ReaderOptions(), columns, derive)
 
-    _require(table, columns, f"{key}.columns")
+    _require(table, columns, f"{key}.columns", () if priced else MONEY_COLUMNS)
     files, pattern = _files(spec, key, base_dir)
     return TableMapping(
-        table, files, pattern, _reader(spec, key), columns, None, grain, items, returns
+        table,
+        files,
+        pattern,
+        _reader(spec, key),
+        columns,
+        None,
+        grain,
+        items,
+        returns,
+        where,
+        priced,
     )
+
+
+def _money(table: str, spec: dict[str, Any], key: str, columns: dict[str, ColumnMapping]) -> bool:
+    """Whether the table's rows carry money (`money: none`: orders without amount/currency)."""
+    if "money" not in spec:
+        return True
+    if table != "orders":
+        raise MappingError(f"{key}.money", "only orders have money")
+    if spec["money"] != MONEY_NONE:
+        raise MappingError(
+            f"{key}.money",
+            f"the only value is none (a source without money), got {spec['money']!r}",
+        )
+    for name in MONEY_COLUMNS:
+        if name in columns:
+            raise MappingError(f"{key}.columns.{name}", "not with money: none (the rows have none)")
+    return False
+
+
+def _condition(spec: dict[str, Any], name: str, key: str, example: str) -> ColumnMapping | None:
+    """A SQL condition over the source row (`returns:`, `where:`), or None when not given."""
+    if name not in spec:
+        return None
+    value = spec[name]
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError(f"{key}.{name}", f"a SQL condition over the source row, {example}")
+    return ColumnMapping("expr", value)
 
 
 def _returns(table: str, spec: dict[str, Any], key: str) -> ColumnMapping | None:
@@ -422,15 +519,10 @@ def _returns(table: str, spec: dict[str, Any], key: str) -> ColumnMapping | None
         return None
     if table != "orders":
         raise MappingError(f"{key}.returns", "only orders have returns")
-    value = spec["returns"]
-    if not isinstance(value, str) or not value.strip():
-        raise MappingError(
-            f"{key}.returns",
-            "a SQL condition over the source row, e.g. \"Invoice like 'C%'\" or num(Quantity) < 0",
-        )
-    return ColumnMapping("expr", value)
+    return _condition(spec, "returns", key, "e.g. \"Invoice like 'C%'\" or num(Quantity) < 0")
 
 
 def _mapping_required(table: str, column: ColumnSpec) -> bool:
     # currency may be absent from a landing file, but the orders suite needs one per order
-    return not column.optional_in_file or (table, column.name) == ("orders", "currency")
+    # (both amount and currency may be left out together: `money: none`)
+    return column.required or (table, column.name) == ("orders", "currency")

@@ -15,6 +15,7 @@ import polars as pl
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
+    GUESTS_COUNT_AS_REJECTS,
     SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
     TABLE_SPECS,
@@ -31,6 +32,7 @@ from dagster_project.lib.ingestion.mapping.countries import to_iso_country
 from dagster_project.lib.ingestion.mapping.lines import as_returns, orders_from_lines
 from dagster_project.lib.ingestion.mapping.readers import read_source
 from dagster_project.lib.ingestion.mapping.spec import (
+    DERIVES,
     MAPPED_FILE,
     ColumnMapping,
     MappingError,
@@ -47,6 +49,7 @@ class _Staged:
     frame: pl.DataFrame  # contract text columns + lineage + __day
     files: dict[str, int]
     items: pl.DataFrame | None = None  # line grain: the order_items of the same lines
+    absent: tuple[str, ...] = ()  # contract columns the staged files leave out (money: none)
 
 
 def _stage_table(
@@ -65,25 +68,40 @@ def _stage_table(
         columns = resolve(mapping.columns, source.columns)
         extra_resolved = resolve(extra, source.columns) if extra else {}
         part = "columns"
-        returns = mapping.returns
+        returns, where = mapping.returns, mapping.where
         try:
             frames.append(
                 evaluate(
-                    con, mapping.table, source, columns, mapping.reader, extra_resolved, returns
+                    con,
+                    mapping.table,
+                    source,
+                    columns,
+                    mapping.reader,
+                    extra_resolved,
+                    returns,
+                    where,
                 )
             )
-            if mapping.grain == "line":
+            if mapping.grain == "line" and mapping.items:
                 part = "items"
                 items = {"order_id": columns["order_id"], **resolve(mapping.items, source.columns)}
                 item_frames.append(
-                    evaluate(con, "order_items", source, items, mapping.reader, returns=returns)
+                    evaluate(
+                        con,
+                        "order_items",
+                        source,
+                        items,
+                        mapping.reader,
+                        returns=returns,
+                        where=where,
+                    )
                 )
         except duckdb.Error as exc:  # e.g. a lookup subquery that returns two rows
             message = str(exc).splitlines()[0]
             raise MappingError(f"{key}.{part}", f"evaluating on {path} failed: {message}") from exc
     frame = pl.concat(frames, how="vertical")
     if mapping.grain == "line":  # after every file: an order's lines may span files
-        frame = orders_from_lines(con, frame)
+        frame = orders_from_lines(con, frame, priced=mapping.priced)
     if mapping.returns is not None:
         frame = as_returns(frame, ("amount",), status=True)
     column = next((c.name for c in TABLE_SPECS[mapping.table] if c.partition_time), None)
@@ -94,23 +112,24 @@ def _stage_table(
     items = pl.concat(item_frames, how="vertical") if item_frames else None
     if items is not None and mapping.returns is not None:
         items = as_returns(items, ("quantity", "unit_price"), status=False)
-    return _Staged(frame, files, items)
+    return _Staged(frame, files, items, mapping.absent_columns)
 
 
-def _derive_users(orders: pl.DataFrame, extra: list[str]) -> pl.DataFrame:
-    """One user per user_id from the first (earliest readable) order, with its lineage."""
+def _derive_users(rows: pl.DataFrame, at: str, extra: list[str]) -> pl.DataFrame:
+    """One user per user_id from the first (earliest readable) order or event (timestamp
+    column `at`), with its lineage."""
     return (
-        orders.filter(
+        rows.filter(
             pl.col("__day").is_not_null()
             & pl.col("user_id").is_not_null()
             & (pl.col("user_id").str.strip_chars() != "")
         )
         .with_columns(pl.col("user_id").str.strip_chars())
-        .sort("__day", "ordered_at", SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN)
+        .sort("__day", at, SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN)
         .unique("user_id", keep="first", maintain_order=True)
         .select(
             "user_id",
-            pl.col("ordered_at").alias("signup_at"),
+            pl.col(at).alias("signup_at"),
             *[pl.col("__user_" + name).alias(name) for name in extra],
             SOURCE_FILE_COLUMN,
             SOURCE_LINE_COLUMN,
@@ -138,6 +157,7 @@ def stage(
     staged: dict[str, _Staged] = {}
     users = mapping.tables.get("users")
     derived_extra = users.columns if users is not None and users.derive else {}
+    parent, parent_at = DERIVES[users.derive] if users is not None and users.derive else ("", "")
     for table in ("orders", "users", "order_items", "events"):
         table_mapping = mapping.tables.get(table)
         if table_mapping is None or table_mapping.derive:
@@ -145,15 +165,15 @@ def stage(
         source = table_mapping
         con = connection(mapping, source.reader)
         try:
-            staged[table] = _stage_table(con, source, derived_extra if table == "orders" else None)
+            staged[table] = _stage_table(con, source, derived_extra if table == parent else None)
         finally:
             con.close()
     if staged["orders"].items is not None:
         items = staged["orders"].items.with_columns(pl.lit(None, dtype=pl.Date).alias("__day"))
         staged["order_items"] = _Staged(items, staged["orders"].files)
     if users is not None and users.derive:
-        orders = staged["orders"]
-        staged["users"] = _Staged(_derive_users(orders.frame, list(derived_extra)), {})
+        rows = staged[parent].frame
+        staged["users"] = _Staged(_derive_users(rows, parent_at, list(derived_extra)), {})
     if "order_items" in staged:
         # items have no timestamp: they belong to their order's day
         order_days = (
@@ -184,13 +204,11 @@ def stage(
         if table == "users" and "country" in frame.columns:
             country, unknown_countries = to_iso_country(frame["country"])
             frame = frame.with_columns(country)
+        # columns the source has none of are left out, not null: ingestion then knows
+        contract = [c.name for c in TABLE_SPECS[table] if c.name not in item.absent]
         frame = frame.with_columns(
-            pl.lit(None, dtype=pl.String).alias(c.name)
-            for c in TABLE_SPECS[table]
-            if c.name not in frame.columns
-        ).select(
-            *[c.name for c in TABLE_SPECS[table]], SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN, "__day"
-        )
+            pl.lit(None, dtype=pl.String).alias(c) for c in contract if c not in frame.columns
+        ).select(*contract, SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN, "__day")
         frames[table] = frame
         days = frame["__day"]
         summaries[table] = TableStage(
@@ -237,7 +255,11 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 
 def write_landing(
-    frames: dict[str, pl.DataFrame], summaries: dict[str, TableStage], landing: Path, mapping: Path
+    frames: dict[str, pl.DataFrame],
+    summaries: dict[str, TableStage],
+    landing: Path,
+    mapping: Path,
+    guests_count_as_rejects: bool = False,
 ) -> StageSummary:
     """Write each day's rows where they changed; remove days the sources no longer have."""
     written = unchanged = removed = 0
@@ -271,6 +293,8 @@ def write_landing(
     manifest = {
         "mapping": str(mapping),
         "staged_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # read by ingestion and the reject guard (landing.guests_count_as_rejects)
+        GUESTS_COUNT_AS_REJECTS: guests_count_as_rejects,
         "tables": {
             t: {
                 "rows": s.rows,
@@ -295,4 +319,4 @@ def stage_sources(mapping_file: Path, landing: Path, today: date | None = None) 
     validate(mapping)
     check_landing_is_ours(landing)
     frames, summaries = stage(mapping, today)
-    return write_landing(frames, summaries, landing, mapping.path)
+    return write_landing(frames, summaries, landing, mapping.path, mapping.guests_count_as_rejects)

@@ -231,20 +231,21 @@ class SegmentClusterer:
         return pl.DataFrame(data)
 
 
-def clusterer_from_spec(spec: SegmentationSpec) -> SegmentClusterer:
-    """An unfitted clusterer configured by the ``clustering`` section of models/segmentation.yml."""
+def clusterer_from_spec(spec: SegmentationSpec, without: Sequence[str] = ()) -> SegmentClusterer:
+    """An unfitted clusterer configured by the ``clustering`` section of models/segmentation.yml,
+    leaving out the features ``without`` (e.g. money features of a source without money)."""
     c = spec.clustering
     return SegmentClusterer(
-        features=list(c.features),
+        features=[f for f in c.features if f not in without],
         k_min=c.k_min,
         k_max=c.k_max,
         random_state=c.random_state,
-        log_features=list(c.log_features),
+        log_features=[f for f in c.log_features if f not in without],
         silhouette_sample=c.silhouette_sample,
         n_init=c.n_init,
         min_share=c.min_share,
         minibatch_above=c.minibatch_above,
-        fill=dict(c.fill),
+        fill={f: v for f, v in c.fill if f not in without},
         naming=c.naming,
-        quantile_features=list(c.quantile_features),
+        quantile_features=[f for f in c.quantile_features if f not in without],
     )

@@ -55,7 +55,8 @@ def compute_cuts(features: pl.DataFrame, spec: SegmentationSpec) -> RuleCuts:
     customers = features.filter(customer_mask())
 
     def values(column: str) -> np.ndarray:
-        return customers.get_column(column).cast(pl.Float64).to_numpy()
+        # known values only: a customer's spend is NULL when no amount is known (money: none)
+        return customers.get_column(column).cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
 
     stat = np.median if rules.value_statistic == "median" else np.mean
 

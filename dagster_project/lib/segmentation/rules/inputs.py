@@ -60,7 +60,9 @@ def rule_inputs(features: pl.DataFrame, spec: SegmentationSpec) -> list[pl.Expr]
 
 def validate_input(features: pl.DataFrame, spec: SegmentationSpec) -> None:
     """Refuse user_features the rules cannot partition: missing columns, duplicate users, or
-    customers without the values their scores need."""
+    customers without the recency and frequency their scores need. A NULL monetary value is
+    allowed: a source without money (or an order without amount) leaves it unknown, and the
+    user's M score with it."""
     rfm_columns = [
         spec.rules.recency.column,
         spec.rules.frequency.column,
@@ -71,11 +73,12 @@ def validate_input(features: pl.DataFrame, spec: SegmentationSpec) -> None:
         raise ValueError(f"user_features is missing columns {missing}")
     if features.get_column("user_id").n_unique() != features.height:
         raise ValueError("user_features must hold one row per user_id")
+    needed = rfm_columns[:2]
     bad = features.filter(
-        customer_mask() & pl.any_horizontal([pl.col(c).is_null() for c in rfm_columns])
+        customer_mask() & pl.any_horizontal([pl.col(c).is_null() for c in needed])
     ).height
     if bad:
-        raise ValueError(f"{bad} customers have NULL {rfm_columns}: features are inconsistent")
+        raise ValueError(f"{bad} customers have NULL {needed}: features are inconsistent")
     bad = features.filter(
         pl.col("tenure_days").is_null() | (customer_mask() & pl.col("customer_age_days").is_null())
     ).height

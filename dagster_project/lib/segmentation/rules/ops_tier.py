@@ -11,7 +11,13 @@ from dagster_project.lib.segmentation.spec import LifecycleSpec, OpsTierSpec
 def ops_tier_rules(ops: OpsTierSpec, lc: LifecycleSpec) -> tuple[Rule, ...]:
     """The tiers in the order they are tested; recent means an order within active_days."""
     recent_buyer = pl.col("_is_customer") & (pl.col("_recency") <= lc.active_days)
-    high_m = pl.col("m_score") >= ops.high_value_min_m_score
+    # without money (no M score) nobody is high value: recent buyers are active
+    high_m = (pl.col("m_score") >= ops.high_value_min_m_score).fill_null(False)
+    m_text = (
+        pl.when(pl.col("m_score").is_null())
+        .then(pl.lit("unknown"))
+        .otherwise(pl.col("m_score").cast(pl.Utf8))
+    )
     recency, inactive = pl.col("_recency"), pl.col("_inactive")
     active, min_m = pl.lit(lc.active_days), pl.lit(ops.high_value_min_m_score)
     silent, dormant = pl.lit(ops.silent_days), pl.lit(lc.dormant_days)
@@ -26,9 +32,7 @@ def ops_tier_rules(ops: OpsTierSpec, lc: LifecycleSpec) -> tuple[Rule, ...]:
         Rule(
             "active",
             recent_buyer,
-            pl.format(
-                "ordered {} days ago (<= {}), M={} (< {})", recency, active, "m_score", min_m
-            ),
+            pl.format("ordered {} days ago (<= {}), M={} (< {})", recency, active, m_text, min_m),
         ),
         Rule(
             "potential",

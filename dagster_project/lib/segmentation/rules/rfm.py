@@ -10,12 +10,17 @@ from dagster_project.lib.segmentation.rules.cuts import RuleCuts
 from dagster_project.lib.segmentation.rules.ordered import number_text
 from dagster_project.lib.segmentation.spec import RulesSpec, ScoreRule
 
+#: What a rule says of an M value it does not have (a source without money, `money: none`).
+NO_AMOUNT = "M unknown (no order amounts)"
+
 
 def _score(rule: ScoreRule, value: str, edges: Sequence[float], name: str) -> pl.Expr:
-    """Score = a function of the value alone (right-closed bins), NULL for non-customers."""
+    """Score = a function of the value alone (right-closed bins), NULL for non-customers and
+    for an unknown value (the M score of a source without money)."""
     above = pl.sum_horizontal([(pl.col(value) > edge).cast(pl.Int8) for edge in edges])
     score = (1 + above) if rule.higher_is_better else (rule.levels - above)
-    return pl.when(pl.col("_is_customer")).then(score).otherwise(None).cast(pl.Int8).alias(name)
+    scored = pl.col("_is_customer") & pl.col(value).is_not_null()
+    return pl.when(scored).then(score).otherwise(None).cast(pl.Int8).alias(name)
 
 
 def score_columns(rules: RulesSpec, cuts: RuleCuts) -> list[pl.Expr]:
@@ -28,9 +33,11 @@ def score_columns(rules: RulesSpec, cuts: RuleCuts) -> list[pl.Expr]:
 
 
 def rfm_cell() -> pl.Expr:
-    """The three scores as one code, e.g. "543" (NULL for non-customers)."""
-    scores = [pl.col(c).cast(pl.Utf8) for c in ("r_score", "f_score", "m_score")]
-    return pl.concat_str(scores).alias("rfm_cell")
+    """The three scores as one code, e.g. "543" (NULL for non-customers; "54-" when the M
+    score is unknown: no order amounts)."""
+    scores = [pl.col(c).cast(pl.Utf8) for c in ("r_score", "f_score")]
+    m = pl.col("m_score").cast(pl.Utf8).fill_null("-")
+    return pl.concat_str([*scores, m]).alias("rfm_cell")
 
 
 def rf_map_table(rules: RulesSpec) -> pl.DataFrame:
@@ -48,13 +55,18 @@ def rf_map_table(rules: RulesSpec) -> pl.DataFrame:
 
 
 def rfm_reason() -> pl.Expr:
-    """E.g. "R=5 (12 days), F=4 (5 orders), M=3 (230.5)": each score with the value behind it."""
+    """E.g. "R=5 (12 days), F=4 (5 orders), M=3 (230.5)": each score with the value behind it
+    ("M unknown (no order amounts)" without money)."""
+    m = (
+        pl.when(pl.col("m_score").is_null())
+        .then(pl.lit(NO_AMOUNT))
+        .otherwise(pl.format("M={} ({})", "m_score", number_text(pl.col("_mon"))))
+    )
     return pl.format(
-        "R={} ({} days), F={} ({} orders), M={} ({})",
+        "R={} ({} days), F={} ({} orders), {}",
         "r_score",
         number_text(pl.col("_rec")),
         "f_score",
         number_text(pl.col("_freq")),
-        "m_score",
-        number_text(pl.col("_mon")),
+        m,
     )

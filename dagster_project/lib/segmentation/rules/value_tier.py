@@ -12,24 +12,29 @@ from dagster_project.lib.segmentation.spec import RulesSpec
 def _axes(rules: RulesSpec, cuts: RuleCuts) -> list[tuple[str, pl.Expr, pl.Expr]]:
     """Per axis: the flag column name, whether the user is high, and the reason saying why.
 
-    Equal to the statistic counts as low; without customers every flag is low.
+    Equal to the statistic counts as low; without customers every flag is low. An unknown
+    value (a source without money has no M) counts as low and says so: the tier then rests on
+    R and F alone.
     """
     axes = (
         ("_r_high", "_rec", cuts.recency_threshold, rules.recency.higher_is_better, " days"),
         ("_f_high", "_freq", cuts.frequency_threshold, rules.frequency.higher_is_better, " orders"),
         ("_m_high", "_mon", cuts.monetary_threshold, rules.monetary.higher_is_better, ""),
     )
+    unknown = pl.lit("unknown (no order amounts), counted as low")
     out = []
     for flag, value, threshold, higher_is_better, unit in axes:
         if threshold is None:
-            out.append((flag, pl.lit(False), pl.lit("")))
+            out.append((flag, pl.lit(False), unknown))
             continue
         v = pl.col(value)
-        high = v > threshold if higher_is_better else v < threshold
+        high = (v > threshold if higher_is_better else v < threshold).fill_null(False)
         op_high, op_low = (">", "<=") if higher_is_better else ("<", ">=")
         shown, limit = number_text(v), number_text(pl.lit(threshold))
         reason = (
-            pl.when(high)
+            pl.when(v.is_null())
+            .then(unknown)
+            .when(high)
             .then(pl.format("high ({} {} {}{})", shown, pl.lit(op_high), limit, pl.lit(unit)))
             .otherwise(pl.format("low ({} {} {}{})", shown, pl.lit(op_low), limit, pl.lit(unit)))
         )
