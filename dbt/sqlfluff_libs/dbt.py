@@ -37,9 +37,12 @@ def date_trunc(datepart: str, date: str) -> str:
 
 def datediff(first_date: str, second_date: str, datepart: str) -> str:
     """`dbt.datediff`: dbt-duckdb's `date_diff` on timestamps."""
-    return f"date_diff('{datepart}', cast({first_date} as timestamp), cast({second_date} as timestamp))"
+    first, second = f"cast({first_date} as timestamp)", f"cast({second_date} as timestamp)"
+    return f"date_diff('{datepart}', {first}, {second})"
 
 
-def listagg(measure: str, delimiter_text: str = "','", order_by_clause: str = "", limit_num=None) -> str:
+def listagg(
+    measure: str, delimiter_text: str = "','", order_by_clause: str = "", limit_num=None
+) -> str:
     """`dbt.listagg` without a limit: dbt-duckdb's `string_agg`."""
     return f"string_agg({measure}, {delimiter_text} {order_by_clause})"

@@ -207,7 +207,7 @@ scored as (
             and candidates.category = history_scores.category
 ),
 
-combined as (
+blended as (
     select
         *,
         case
@@ -215,8 +215,18 @@ combined as (
             else
                 {{ settings["history_weight"] }} * history_score
                 + (1 - {{ settings["history_weight"] }}) * segment_score
-        end as score
+        end as blended_score
     from scored
+),
+
+combined as (
+    -- discounted by popularity: both parts favour what everyone buys, which a user who has
+    -- not bought it yet is less likely to (popularity_discount 0: none, 1: the full lift)
+    select
+        *,
+        blended_score
+        / power(overall_share, {{ settings["popularity_discount"] }}) as score
+    from blended
 ),
 
 ranked as (
