@@ -11,5 +11,3 @@ import yaml
 _VARS = yaml.safe_load((Path(__file__).parents[1] / "dbt_project.yml").read_text())["vars"]
 
 segment_schemes = _VARS["segment_schemes"]
-
-recommendations = _VARS["recommendations"]
