@@ -231,6 +231,7 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
             _print_money(con)
         if table_exists(con, "marts", "model_quality"):
             _print_model_quality(con)
+        _print_offers_note(con)
     print(f"Parquet exports: {paths.serving_parquet}")
     print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
 
@@ -257,6 +258,22 @@ def _print_money(con) -> None:
     note = money_note(orders, priced)
     if note:
         print(note)
+
+
+OFFERS_NOTE = (
+    "note: no order items with a category, so no category offers: "
+    "marts.segment_category_affinity and marts.user_next_best_categories are empty"
+)
+
+
+def _print_offers_note(con) -> None:
+    """Sources without order_items (CDNOW) get segments and KPIs but nothing to offer: say so."""
+    from dagster_project.lib.core.warehouse import scalar, table_exists
+
+    if not table_exists(con, "marts", "user_next_best_categories"):
+        return
+    if scalar(con, "select count(*) from marts.segment_category_affinity") == 0:
+        print(OFFERS_NOTE)
 
 
 def _print_model_quality(con) -> None:

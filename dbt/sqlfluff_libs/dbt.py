@@ -23,3 +23,26 @@ def safe_cast(field: str, type: str) -> str:
 def type_string() -> str:
     """`dbt.type_string`: the adapter's text type."""
     return "varchar"
+
+
+def dateadd(datepart: str, interval: int | str, from_date_or_timestamp: str) -> str:
+    """`dbt.dateadd`: dbt-duckdb's interval multiplication."""
+    return f"({from_date_or_timestamp} + cast({interval} as bigint) * interval 1 {datepart})"
+
+
+def date_trunc(datepart: str, date: str) -> str:
+    """`dbt.date_trunc`: the default `date_trunc`."""
+    return f"date_trunc('{datepart}', {date})"
+
+
+def datediff(first_date: str, second_date: str, datepart: str) -> str:
+    """`dbt.datediff`: dbt-duckdb's `date_diff` on timestamps."""
+    first, second = f"cast({first_date} as timestamp)", f"cast({second_date} as timestamp)"
+    return f"date_diff('{datepart}', {first}, {second})"
+
+
+def listagg(
+    measure: str, delimiter_text: str = "','", order_by_clause: str = "", limit_num=None
+) -> str:
+    """`dbt.listagg` without a limit: dbt-duckdb's `string_agg`."""
+    return f"string_agg({measure}, {delimiter_text} {order_by_clause})"

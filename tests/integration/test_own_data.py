@@ -30,6 +30,8 @@ import polars as pl
 import pytest
 from strata_processes import REPO, fast_directory, start_strata
 
+from dagster_project.cli import OFFERS_NOTE
+
 # The slice of the real file that the test runs: its first half year, customers 1..5000 (all
 # of whom bought first in its first quarter). The whole file costs four minutes of a core.
 CDNOW_SLICE_CUSTOMERS, CDNOW_SLICE_END = 5_000, date(1997, 6, 30)
@@ -333,6 +335,10 @@ def test_cdnow_runs_end_to_end_from_the_shipped_mapping(shipped_runs):
             "where relation = 'raw.orders' and suites_passed",
         )
         assert runs == 2  # the catch-up and the snapshot day
+        # orders only: KPIs per segment, but no category offers, which the run says
+        assert scalar(con, "select count(*) from marts.segment_kpis_daily") > 0
+        assert scalar(con, "select count(*) from marts.user_next_best_categories") == 0
+    assert OFFERS_NOTE in run.output
 
 
 def test_jaffle_shop_runs_end_to_end_from_the_shipped_mapping(shipped_runs):

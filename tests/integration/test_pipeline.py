@@ -161,14 +161,15 @@ def test_the_readme_bi_recipes_run_as_written_through_duckdb_engine(pipeline_hom
     assert parameters["connect_args"]["read_only"] is True
     uri = uri.replace("/abs/path/serving/strata.duckdb", str(pipeline_home.serving_db))
     queries = re.findall(r"```sql\n(.*?)```", section, re.S)
-    assert len(queries) >= 4
+    assert len(queries) >= 6
     engine = sqlalchemy.create_engine(uri, **parameters)
     with engine.connect() as bi:
         results = [bi.execute(sqlalchemy.text(query)).fetchall() for query in queries]
         with pytest.raises(sqlalchemy.exc.DBAPIError, match="read-only"):
             bi.execute(sqlalchemy.text("delete from marts.segment_playbook"))
     engine.dispose()
-    segments, moves, calls, _quality = results
+    segments, moves, calls, _quality, kpi_trend, offers = results
+    assert kpi_trend and offers
     schemes = {row[0] for row in segments}
     assert set(scheme_names()) <= schemes
     assert moves and calls  # two snapshots: some users moved; some customers are at risk
@@ -273,6 +274,8 @@ def test_rebuilding_the_incremental_marts_from_scratch_gives_the_same_rows(
         "marts.segment_summary_daily",
         "marts.user_segment_history",
         "marts.segment_migration_daily",
+        "marts.segment_kpis_daily",
+        "marts.segment_category_affinity",
     )
     warehouse = pipeline_copy / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:

@@ -11,8 +11,15 @@ import polars as pl
 import pytest
 
 from dagster_project.lib.ingestion.contract import ID_COLUMNS, PARENTS
-from dagster_project.lib.sample.archetypes import ARCHETYPES, COLUMNS, EVENT_TYPES, TABLES
+from dagster_project.lib.sample.archetypes import (
+    ARCHETYPES,
+    CATEGORIES,
+    COLUMNS,
+    EVENT_TYPES,
+    TABLES,
+)
 from dagster_project.lib.sample.generator import GenerationSummary, generate_sample
+from dagster_project.lib.sample.tastes import FAVOURITE_CATEGORIES, archetype_tastes
 
 USERS, DAYS, SEED = 200, 30, 42
 END = date(2025, 3, 31)
@@ -244,3 +251,35 @@ def test_an_unknown_format_is_refused_before_anything_is_written(tmp_path: Path)
     with pytest.raises(ValueError, match="csv, parquet"):
         generate_sample(tmp_path, users=10, days=2, seed=1, file_format="json")
     assert not (tmp_path / "landing").exists()
+
+
+def test_archetypes_buy_their_favourite_categories_most(
+    sample: tuple[Path, GenerationSummary],
+) -> None:
+    """The category signal the recommendations learn (lib/sample/tastes.py): each buying
+    archetype's most bought category is its first favourite, and its favourites take most
+    of its lines."""
+    home, _ = sample
+    truth = pl.read_parquet(home / "truth" / "archetypes.parquet")
+    lines = (
+        _read(home, "order_items")
+        .join(_read(home, "orders").select("order_id", "user_id"), on="order_id")
+        .join(truth, on="user_id")
+    )
+    for archetype, favourites in FAVOURITE_CATEGORIES.items():
+        own = lines.filter(pl.col("archetype") == archetype)
+        if own.height < 50:  # browse_only never buys; new users barely do in 30 days
+            continue
+        counts = own["category"].value_counts(sort=True)
+        assert counts["category"][0] == favourites[0], archetype
+        assert own["category"].is_in(favourites).mean() > 0.8, archetype
+
+
+def test_archetype_tastes_are_distributions_ordered_by_favourite() -> None:
+    tastes = archetype_tastes()
+    assert tastes.shape == (len(ARCHETYPES), len(CATEGORIES))
+    assert tastes.sum(axis=1) == pytest.approx(1.0)
+    for code, archetype in enumerate(ARCHETYPES):
+        favoured = [tastes[code, CATEGORIES.index(c)] for c in FAVOURITE_CATEGORIES[archetype.name]]
+        assert favoured == sorted(favoured, reverse=True)
+        assert min(favoured) > tastes[code].min()

@@ -28,6 +28,11 @@ BI_TABLES = [
         "user_segment_history",
         "segment_migration_daily",
         "user_360",
+        # segment KPIs, cohorts and category recommendations (issue 12)
+        "segment_kpis_daily",
+        "cohort_retention_monthly",
+        "segment_category_affinity",
+        "user_next_best_categories",
     )
 ]
 

@@ -100,7 +100,10 @@ EVENT_TYPES = ("session_start", "page_view", "search", "add_to_cart", "review", 
 STATUSES = ("completed", "cancelled", "refunded")
 
 
-CATEGORIES = ("electronics", "home", "fashion", "beauty", "sports", "books", "toys", "grocery")
+CATEGORIES = (
+    "electronics", "home", "fashion", "beauty", "sports", "books", "toys", "grocery", "garden",
+    "pets", "health", "jewelry",
+)  # fmt: skip
 
 
 COUNTRIES = ("US", "GB", "DE", "FR", "CA", "AU", "NL", "ES", "IT", "JP")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -27,6 +29,7 @@ from dagster_project.lib.sample.archetypes import (
 )
 from dagster_project.lib.sample.behaviour import Ids, Users
 from dagster_project.lib.sample.files import archetype_param, id_expr, timestamp_expr
+from dagster_project.lib.sample.tastes import nearest_in_category
 
 
 def draw_catalogue(rng: np.random.Generator) -> pl.DataFrame:
@@ -37,11 +40,16 @@ def draw_catalogue(rng: np.random.Generator) -> pl.DataFrame:
         pl.DataFrame(
             {
                 "product_idx": np.arange(1, N_PRODUCTS + 1),
-                "category": np.array(CATEGORIES)[rng.integers(0, len(CATEGORIES), N_PRODUCTS)],
+                "category_code": rng.integers(0, len(CATEGORIES), N_PRODUCTS),
                 "price_cents": (np.maximum(dollars, 1) * 100 + 99).astype(np.int64),
             }
         )
-        .with_columns(id_expr("product_idx", "p", 5).alias("product_id"))
+        .with_columns(
+            id_expr("product_idx", "p", 5).alias("product_id"),
+            pl.col("category_code")
+            .replace_strict(list(range(len(CATEGORIES))), list(CATEGORIES))
+            .alias("category"),
+        )
         .sort("price_cents", "product_idx")
     )
 
@@ -152,11 +160,15 @@ def day_sessions(
 
 
 def day_items(
-    rng: np.random.Generator, order_value: np.ndarray, catalogue: pl.DataFrame
+    rng: np.random.Generator,
+    order_value: np.ndarray,
+    catalogue: pl.DataFrame,
+    line_category: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """1-4 items per order: the target value is split over the lines and each line takes the
-    catalogue product nearest its target unit price; the order amount is the sum of the lines
-    (integer cents, so items always add up to the amount exactly)."""
+    catalogue product nearest its target unit price (within the category `line_category` gives
+    the line, from the line's order index, when given: see tastes.py); the order amount is the
+    sum of the lines (integer cents, so items always add up to the amount exactly)."""
     n = order_value.size
     lines = 1 + rng.choice(4, n, p=[0.5, 0.3, 0.15, 0.05])
     item_order = np.repeat(np.arange(n), lines)
@@ -165,8 +177,11 @@ def day_items(
     quantity = 1 + rng.choice(3, item_order.size, p=[0.8, 0.15, 0.05])
     target_cents = order_value[item_order] * share / quantity * 100
     prices = catalogue["price_cents"].to_numpy()
-    pos = np.searchsorted(prices, target_cents) + rng.integers(-3, 4, item_order.size)
-    pos = np.clip(pos, 0, prices.size - 1)
+    jitter = rng.integers(-3, 4, item_order.size)
+    if line_category is None:
+        pos = np.clip(np.searchsorted(prices, target_cents) + jitter, 0, prices.size - 1)
+    else:
+        pos = nearest_in_category(catalogue, line_category(item_order), target_cents, jitter)
     unit_cents = prices[pos]
     amount_cents = np.bincount(item_order, weights=unit_cents * quantity, minlength=n)
     return {

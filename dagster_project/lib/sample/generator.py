@@ -43,6 +43,7 @@ from dagster_project.lib.sample.frames import (
     truth_frame,
     users_frame,
 )
+from dagster_project.lib.sample.tastes import draw_tastes, line_categories, taste_rng
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def generate_sample(
     )
     users_df = users_frame(rng_profile, u, ids)
     catalogue = draw_catalogue(rng_catalogue)
+    rng_taste = taste_rng(seed)
+    tastes = draw_tastes(rng_taste, u.archetype)
 
     clear_landing(home, start, days)
     rows = dict.fromkeys(TABLES, 0)
@@ -122,7 +125,12 @@ def generate_sample(
         target_value = u.mean_order_value[d_order_user] * np.exp(
             rng_daily.normal(-(ORDER_VALUE_SIGMA**2) / 2, ORDER_VALUE_SIGMA, n_orders)
         )
-        items = day_items(rng_daily, target_value, catalogue)
+        items = day_items(
+            rng_daily,
+            target_value,
+            catalogue,
+            lambda lines, buyers=d_order_user: line_categories(rng_taste, tastes, buyers[lines]),
+        )
         # the order is placed 10 s to 3 min after its session's last event
         order_second = (
             s["end"][:n_orders] + rng_daily.integers(10, 181, n_orders) + day * SECONDS_PER_DAY

@@ -1,8 +1,10 @@
 -- One row per scheme and segment: what to do with the segment's users (goal, recommended
 -- actions, channel, priority 1 = act first), from the committed seed seed_segment_playbook
 -- (written from the segmentation literature). Covers every key of the rule schemes; cluster ids
--- are data-dependent and reach the playbook through their users' rule segments. Rebuilt in full
--- with the snapshot models (tag snapshot), which read it.
+-- are data-dependent and reach the playbook through their users' rule segments. Each row points
+-- to what to offer: the segment's top categories by lift at the latest snapshot
+-- (segment_category_affinity) and the per-user table. Rebuilt in full with the snapshot models
+-- (tag snapshot), which read it.
 {{
     config(
         materialized='table',
@@ -16,17 +18,60 @@ playbook as (
     select * from {{ ref('seed_segment_playbook') }}
 ),
 
+affinity as (
+    select * from {{ ref('segment_category_affinity') }}
+),
+
+latest_snapshot as (
+    select max(snapshot_date) as snapshot_date
+    from affinity
+),
+
+latest_affinity as (
+    -- the segments' categories at the latest snapshot, bought by enough of their users
+    select
+        affinity.scheme,
+        affinity.segment,
+        affinity.category,
+        row_number() over (
+            partition by affinity.scheme, affinity.segment
+            order by affinity.lift desc, affinity.category_buyers desc, affinity.category asc
+        ) as lift_rank
+    from affinity
+    inner join latest_snapshot
+        on affinity.snapshot_date = latest_snapshot.snapshot_date
+    where affinity.category_buyers >= {{ var('offer_min_buyers') }}
+),
+
+offers as (
+    select
+        scheme,
+        segment,
+        {{ dbt.listagg('category', "', '", 'order by lift_rank') }} as offer_categories
+    from latest_affinity
+    where lift_rank <= 3
+    group by scheme, segment
+),
+
 final as (
     select
-        cast(scheme as varchar) as scheme,
-        cast(segment as varchar) as segment,
-        cast(playbook as varchar) as playbook,
-        cast(goal as varchar) as goal,
-        cast(recommended_actions as varchar) as recommended_actions,
-        cast(channel as varchar) as channel,
-        cast(priority as integer) as priority,
-        cast(based_on as varchar) as based_on
+        cast(playbook.scheme as varchar) as scheme,
+        cast(playbook.segment as varchar) as segment,
+        cast(playbook.playbook as varchar) as playbook,
+        cast(playbook.goal as varchar) as goal,
+        cast(playbook.recommended_actions as varchar) as recommended_actions,
+        cast(playbook.channel as varchar) as channel,
+        cast(playbook.priority as integer) as priority,
+        cast(playbook.based_on as varchar) as based_on,
+        cast(offers.offer_categories as varchar) as offer_categories,
+        cast(case
+            when offers.offer_categories is not null then 'marts.user_next_best_categories'
+        end as varchar) as offers_per_user
     from playbook
+    left join offers
+        on
+            playbook.scheme = offers.scheme
+            and playbook.segment = offers.segment
 )
 
 select * from final

@@ -13,6 +13,8 @@
     )
 }}
 
+{%- set member_columns = ['is_customer', 'clv_12m', 'p_alive'] %}
+
 with
 
 segments as (
@@ -75,22 +77,7 @@ day_totals as (
 
 memberships as (
     -- unpivot: one row per user and scheme, every built-in scheme and every user-added map
-    {{ segment_memberships('members', source=none, columns=['is_customer', 'clv_12m', 'p_alive']) }}
-    union all
-    select
-        custom_segments.user_id,
-        custom_segments.snapshot_date,
-        custom_segments.scheme,
-        custom_segments.segment,
-        custom_segments.segment_label,
-        members.is_customer,
-        members.clv_12m,
-        members.p_alive
-    from custom_segments
-    inner join members
-        on
-            custom_segments.user_id = members.user_id
-            and custom_segments.snapshot_date = members.snapshot_date
+    {{ memberships_with_custom_maps('members', 'custom_segments', columns=member_columns) }}
 ),
 
 aggregated as (

@@ -1,0 +1,51 @@
+{#
+    Every membership of the day's users: one row per user, snapshot and scheme (user_id,
+    snapshot_date, scheme, segment, segment_label, then `columns`), for every built-in scheme
+    (segment_memberships over `members`, which holds the segment and label columns of every
+    scheme of var segment_schemes) and every user-added map (`custom`, rows of
+    user_custom_segments_daily, joined to `members` for the `columns`).
+#}
+{% macro memberships_with_custom_maps(members, custom, columns=[]) -%}
+    {{ segment_memberships(members, source=none, columns=columns) }}
+    union all
+    select
+        {{ custom }}.user_id,
+        {{ custom }}.snapshot_date,
+        {{ custom }}.scheme,
+        {{ custom }}.segment,
+        {{ custom }}.segment_label
+        {%- for column in columns %},
+        {{ members }}.{{ column }}
+        {%- endfor %}
+    from {{ custom }}
+    inner join {{ members }}
+        on
+            {{ custom }}.user_id = {{ members }}.user_id
+            and {{ custom }}.snapshot_date = {{ members }}.snapshot_date
+{%- endmacro %}
+
+
+{#
+    Each user's first completed purchase of each category (user_id, category,
+    first_bought_date, orders: completed orders with a line of it): lines of fct_orders'
+    completed orders, category as staged (lower case, trimmed; lines without one left out).
+    Shared by segment_category_affinity and user_next_best_categories.
+#}
+{% macro first_category_purchases(as_of=none) -%}
+    select
+        completed_orders.user_id,
+        order_items.category,
+        min(completed_orders.order_date) as first_bought_date,
+        count(distinct completed_orders.order_id) as orders
+    from {{ ref('stg_raw__order_items') }} as order_items
+    inner join {{ ref('fct_orders') }} as completed_orders
+        on order_items.order_id = completed_orders.order_id
+    where
+        completed_orders.is_completed
+        and order_items.category is not null
+        and order_items.category <> ''
+        {%- if as_of is not none %}
+        and completed_orders.order_date <= {{ as_of }}
+        {%- endif %}
+    group by completed_orders.user_id, order_items.category
+{%- endmacro %}
