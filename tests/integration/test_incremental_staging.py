@@ -1,10 +1,10 @@
 """Incremental staging gives the rows of a from-scratch rebuild, whatever order days arrive in.
 
-stg_raw__events and stg_raw__orders decide again only the ids of the days a run ingested
-(dbt/macros/incremental_staging.sql). Here days arrive out of order, an id accepted on a later
-day is re-landed on an earlier one (two versions in raw), a day is re-landed with rows missing
-and another day's files disappear; after each step the incremental build must equal a full
-refresh over the same raw tables.
+stg_raw__events, stg_raw__orders and stg_raw__order_items decide again only the ids (orders)
+of the days a run ingested (dbt/macros/incremental_staging.sql). Here days arrive out of order,
+an id accepted on a later day is re-landed on an earlier one (two versions in raw), a day is
+re-landed with rows missing and another day's files disappear; after each step the incremental
+build must equal a full refresh over the same raw tables.
 """
 
 from datetime import date, timedelta
@@ -20,7 +20,7 @@ from dagster_project.lib.sample.generator import generate_sample
 
 START = date(2024, 1, 1)
 DAYS = 10
-STAGING = ("staging.stg_raw__events", "staging.stg_raw__orders")
+STAGING = ("staging.stg_raw__events", "staging.stg_raw__orders", "staging.stg_raw__order_items")
 TIME_COLUMNS = {"events": "event_at", "orders": "ordered_at"}
 
 
@@ -55,7 +55,7 @@ def test_incremental_staging_equals_a_rebuild_after_backfills_relandings_and_rem
     from dagster_project.defs.transform.project import strata_dbt_resource
 
     dbt = strata_dbt_resource()
-    models = "stg_raw__events stg_raw__orders"
+    models = " ".join(relation.removeprefix("staging.") for relation in STAGING)
 
     def ingest(*days: int) -> None:
         with duckdb.connect(str(home.warehouse)) as con:
@@ -87,9 +87,9 @@ def test_incremental_staging_equals_a_rebuild_after_backfills_relandings_and_rem
         return incremental
 
     # later days first (the first build ranks them whole), then a backfill of the days
-    # between; the backfilled day 3 also re-lands five events and three orders of day 8,
-    # moved onto day 3 and changed: ingestion accepts them (no earlier day holds them), so
-    # raw holds two versions of each and the backfilled one is the latest ingested
+    # between; the backfilled day 3 also re-lands five events and three orders of day 8 with
+    # their lines, moved onto day 3 and changed: ingestion accepts them (no earlier day holds
+    # them), so raw holds two versions of each and the backfilled one is the latest ingested
     ingest(0, 1, 6, 7, 8, 9)
     incremental_equals_rebuild()
     for table, rows in (("events", 5), ("orders", 3)):
@@ -101,17 +101,22 @@ def test_incremental_staging_equals_a_rebuild_after_backfills_relandings_and_rem
         )
         path = landing_file(home.landing, table, 3)
         pl.concat([read(path), moved]).write_csv(path)
+    moved_orders = read(landing_file(home.landing, "orders", 8)).head(3)["order_id"]
+    lines = read(landing_file(home.landing, "order_items", 8))
+    lines = lines.filter(pl.col("order_id").is_in(moved_orders.implode()))
+    path = landing_file(home.landing, "order_items", 3)
+    pl.concat([read(path), lines, lines.head(1)]).write_csv(path)
     ingest(2, 3, 4, 5)
     incremental_equals_rebuild()
 
-    # day 8 re-landed without its first two events and orders (also on day 3), then day 3's
-    # files disappear: the moved ids fall back to day 8's versions, except the two removed
-    # from day 8 as well, which have no version left
-    for table in ("events", "orders"):
+    # day 8 re-landed without its first two events, orders and order lines (also on day 3),
+    # then day 3's files disappear: the moved ids fall back to day 8's versions (an order with
+    # a line fewer), except the two removed from day 8 as well, which have no version left
+    for table in ("events", "orders", "order_items"):
         path = landing_file(home.landing, table, 8)
         read(path).slice(2).write_csv(path)
     ingest(8)
-    for table in ("events", "orders"):
+    for table in ("events", "orders", "order_items"):
         landing_file(home.landing, table, 3).unlink()
     ingest(3)
     incremental_equals_rebuild()
