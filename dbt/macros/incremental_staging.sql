@@ -69,3 +69,20 @@
         delete from {{ this }} where _ingested_at is null
     {%- endif -%}
 {%- endmacro %}
+
+
+{# Whether `relation` (an existing table) has `column`: a table built before the column was
+   added to its model is rebuilt through the incremental path once (stg_raw__order_items). #}
+{% macro relation_has_column(relation, column) -%}
+    {%- set query -%}
+        select count(*) as found from information_schema.columns
+        where
+            table_schema = '{{ relation.schema }}'
+            and table_name = '{{ relation.identifier }}'
+            and column_name = '{{ column }}'
+    {%- endset -%}
+    {%- if execute and run_query is defined -%}
+        {{ return(run_query(query).columns[0].values()[0] > 0) }}
+    {%- endif -%}
+    {{ return(true) }}
+{%- endmacro %}

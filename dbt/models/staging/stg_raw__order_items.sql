@@ -3,29 +3,31 @@
 -- latest ingested file (_ingested_at, then _source_file), numbered in file order.
 -- Incremental: a run decides again only the orders with lines on the days it ingested or whose
 -- kept lines lay on such a day (_partition_date), over every day of raw (an order's lines may
--- be re-landed on any day); see macros/incremental_staging.sql.
+-- be re-landed on any day); see macros/incremental_staging.sql. A table built before
+-- _partition_date existed gets the column and every order decided again, once.
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='order_id',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook="{{ delete_tombstones() }}",
     )
 }}
 
 {%- set changed_days = changed_partition_days('order_items') if is_incremental() else [] %}
+{%- set upgrading = is_incremental() and not relation_has_column(this, '_partition_date') %}
 
 with
 
 touched as (
     -- the orders to decide again (none on a full build)
     select order_id from {{ source('raw', 'order_items') }}
-    where {{ in_days('_partition_date', changed_days) }}
+    where {{ 'true' if upgrading else in_days('_partition_date', changed_days) }}
     {%- if is_incremental() %}
         union
         select order_id from {{ this }}
-        where {{ in_days('_partition_date', changed_days) }}
+        where {{ 'true' if upgrading else in_days('_partition_date', changed_days) }}
     {%- endif %}
 ),
 
