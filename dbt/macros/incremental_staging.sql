@@ -6,8 +6,10 @@
     audit.ingested_partitions with the time it was ingested, the time every raw row of the
     partition carries as _ingested_at; a partition whose files are gone is re-ingested empty and
     recorded too. So the partitions changed since the staging table was last built are those
-    ingested at or after the newest _ingested_at it holds (at, not after: a partition ingested
-    in that same second is decided again, which changes nothing).
+    ingested after the newest _ingested_at it holds (ingestion times come from the clock of
+    the machine running Strata, and a run builds staging seconds after it ingests: the next
+    run's ingestion is later; "at or after" would decide the whole last chunk of a catch-up
+    again, eight days at 100k users).
 
     The ids to decide again: the ids of the changed partitions' raw rows (new versions) and the
     ids whose kept version lay on a changed day (it may be gone). Ingestion accepts an id only
@@ -27,7 +29,7 @@
         from {{ source('audit', 'ingested_partitions') }}
         where
             table_name = '{{ table }}'
-            and ingested_at >= (
+            and ingested_at > (
                 select coalesce(max(_ingested_at), cast('1900-01-01' as timestamp))
                 from {{ this }}
             )
