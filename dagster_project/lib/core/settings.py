@@ -136,8 +136,8 @@ def _float_env(name: str, default: float, low: float, high: float) -> float:
 
 # DuckDB's own default is 80% of RAM for each database instance; dbt's connection and ours share
 # one, but polars frames, scikit-learn fits and Dagster live beside it: leave them room. A
-# quarter: at 1M users the run then peaks under 8 GB on a 24 GiB machine (half peaked at
-# 12.9 GiB, DuckDB filling what it was given), and what does not fit spills to disk.
+# quarter: with half, the 1M-user run peaked at 12.9 GiB on a 24 GiB machine (DuckDB fills
+# what it is given; target 8 GB); a quarter is 6 GiB there, and what does not fit spills.
 DEFAULT_DUCKDB_MEMORY_SHARE = 0.25
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
