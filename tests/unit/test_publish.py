@@ -82,3 +82,54 @@ def test_a_copy_left_by_a_killed_publish_is_removed(tmp_path, working):
     (serving.parent / ".strata.duckdb.99999.tmp.wal").write_bytes(b"")
     publish_serving_copy(working, serving)
     assert sorted(p.name for p in serving.parent.iterdir()) == ["strata.duckdb"]
+
+
+def serving_rows(serving, table: str) -> list[tuple]:
+    with duckdb.connect(str(serving), read_only=True) as reader:
+        return reader.execute(f"select * from marts.{table} order by all").fetchall()
+
+
+def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path, working):
+    """The second publish starts from the first file: unchanged days stay, a changed, a new
+    and a removed day follow the warehouse, as do a dropped and a reshaped table."""
+    working.execute(
+        "create table marts.fct_orders as select 'o' || range as order_id, "
+        "date '2024-04-01' + cast(range % 5 as integer) as order_date, range * 1.5 as amount "
+        "from range(50)"
+    )
+    working.execute("create table marts.gone as select 1 as x")
+    serving = tmp_path / "serving" / "strata.duckdb"
+    publish_serving_copy(working, serving)
+
+    working.execute("update marts.fct_orders set amount = -1 where order_id = 'o7'")
+    working.execute("delete from marts.fct_orders where order_date = date '2024-04-01'")
+    working.execute("insert into marts.fct_orders values ('o99', date '2024-04-09', 2.0)")
+    working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-02', 'c')")
+    working.execute("drop table marts.gone")
+    working.execute("alter table marts.dim_users add column country varchar")
+    counts = publish_serving_copy(working, serving)
+
+    assert counts == {
+        "marts.dim_users": 1,
+        "marts.fct_orders": 41,
+        "marts.user_segments_daily": 3,
+    }
+    for table in ("dim_users", "fct_orders", "user_segments_daily"):
+        expected = working.execute(f"select * from marts.{table} order by all").fetchall()
+        assert serving_rows(serving, table) == expected, table
+    with duckdb.connect(str(serving), read_only=True) as reader:
+        tags = reader.execute(
+            "select tags from duckdb_databases() where database_name = 'strata'"
+        ).fetchall()[0][0]
+        tables = reader.execute("select table_name from information_schema.tables").fetchall()
+    assert tags["storage_version"].startswith(SERVING_STORAGE_VERSION[:4])
+    assert ("gone",) not in tables
+    assert sorted(p.name for p in serving.parent.iterdir()) == ["strata.duckdb"]
+
+
+def test_an_unreadable_published_file_is_replaced_by_a_fresh_copy(tmp_path, working):
+    serving = tmp_path / "serving" / "strata.duckdb"
+    serving.parent.mkdir(parents=True)
+    serving.write_bytes(b"not a duckdb file")
+    publish_serving_copy(working, serving)
+    assert serving_rows(serving, "dim_users") == [("u1",)]

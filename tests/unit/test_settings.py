@@ -105,7 +105,7 @@ def test_duckdb_gets_a_memory_limit_threads_and_a_spill_folder_from_the_machine(
 
     options = settings.duckdb_settings(tmp_path)
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert 0 < int(options["memory_limit"].removesuffix("MiB")) * 2**20 <= machine // 2
+    assert 0 < int(options["memory_limit"].removesuffix("MiB")) * 2**20 <= machine // 4
     assert options["threads"] == str(len(os.sched_getaffinity(0)))
     assert options["temp_directory"] == str(tmp_path / "tmp" / "duckdb")
 

@@ -135,8 +135,10 @@ def _float_env(name: str, default: float, low: float, high: float) -> float:
 
 
 # DuckDB's own default is 80% of RAM for each database instance; dbt's connection and ours share
-# one, but polars frames, scikit-learn fits and Dagster live beside it: leave them room.
-DEFAULT_DUCKDB_MEMORY_SHARE = 0.5
+# one, but polars frames, scikit-learn fits and Dagster live beside it: leave them room. A
+# quarter: with half, the 1M-user run peaked at 12.9 GiB on a 24 GiB machine (DuckDB fills
+# what it is given; target 8 GB); a quarter is 6 GiB there, and what does not fit spills.
+DEFAULT_DUCKDB_MEMORY_SHARE = 0.25
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -163,8 +165,8 @@ def _usable_cores() -> int:
 def duckdb_settings(home: Path) -> dict[str, str]:
     """What every connection that works on the warehouse sets (ours and dbt's, through the
     same environment variables): ``memory_limit`` (STRATA_DUCKDB_MEMORY_LIMIT, e.g. ``6GB``;
-    default half the machine's memory), ``threads`` (STRATA_DUCKDB_THREADS; default the cores
-    this process may use) and ``temp_directory``, where DuckDB spills what does not fit
+    default a quarter of the machine's memory), ``threads`` (STRATA_DUCKDB_THREADS; default
+    the cores this process may use) and ``temp_directory``, where DuckDB spills what does not fit
     (``$STRATA_HOME/tmp/duckdb``)."""
     memory = os.environ.get("STRATA_DUCKDB_MEMORY_LIMIT", "").strip()
     if not memory:
