@@ -6,7 +6,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='order_id',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook="{{ delete_tombstones() }}",
     )
 }}
@@ -75,6 +75,7 @@ tombstones as (
         cast(null as decimal(18, 2)) as amount,
         cast(null as varchar) as currency,
         cast(null as varchar) as status,
+        cast(null as varchar) as refers_to_order_id,
         cast(null as timestamp) as _ingested_at
     from touched
     where touched.order_id not in (select kept.order_id from kept)
