@@ -9,7 +9,10 @@ fitted in (money in units of the mean spend, time in units of the mean customer 
 identified parameter is of order one:
 
 - **runaway parameters**: a parameter beyond ``RUNAWAY`` (or below its inverse) is at its
-  bound or on the way there;
+  bound or on the way there; where the optimiser stops on the way depends on the machine's
+  floating point, so Gamma-Gamma is also probed along its run-off ridge (p up, gamma down,
+  each customer's mean spend unchanged): a likelihood that still rises there is a runaway
+  wherever the optimiser stopped;
 - **the Hessian's condition** of the mean negative log-likelihood in log-parameters at the
   optimum: a flat direction (condition beyond ``MAX_CONDITION``, or a non-positive curvature)
   means the data do not pin the parameters down;
@@ -38,6 +41,7 @@ RUNAWAY = 1e6  # |ln(parameter)| above ln(1e6) ~ 13.8, in fitting units
 MAX_CONDITION = 1e10
 BASELINE_TOLERANCE = 1e-6  # per customer, in log-likelihood units
 _STEP = 1e-3  # finite-difference step in log-parameters
+RIDGE_STEP = 10.0  # how far along a run-off ridge the likelihood is probed
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def gamma_gamma_diagnostics(
         "one Gamma distribution of mean spend",
         _gamma_baseline(m, w),
         nested=False,
+        ridge=("p", lambda params: params * np.array([RIDGE_STEP, 1.0, 1.0 / RIDGE_STEP])),
     )
 
 
@@ -132,6 +137,7 @@ def _diagnose(
     baseline: str,
     baseline_total: float,
     nested: bool,
+    ridge: tuple[str, Callable[[FloatArray], FloatArray]] | None = None,
 ) -> FitDiagnostics:
     problems, warnings = [], []
     for param, value in zip(names, fitted, strict=True):
@@ -139,6 +145,14 @@ def _diagnose(
             problems.append(f"{param} = {value:.3g} runs off to infinity")
         elif value < 1.0 / RUNAWAY:
             problems.append(f"{param} = {value:.3g} is at 0")
+    if ridge is not None and not problems:
+        param, further = ridge
+        if loglik(further(fitted)) >= loglik(fitted) - BASELINE_TOLERANCE * customers:
+            value = fitted[names.index(param)]
+            problems.append(
+                f"{param} = {value:.3g} runs off to infinity (the likelihood still rises as "
+                f"{param} grows {RIDGE_STEP:g}-fold along its ridge)"
+            )
     condition = _hessian_condition(lambda z: -loglik(np.exp(z)) / customers, np.log(fitted))
     if not condition < MAX_CONDITION:
         problems.append(f"the likelihood is flat at the optimum (condition {condition:.3g})")
