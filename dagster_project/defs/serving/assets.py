@@ -28,6 +28,11 @@ BI_TABLES = [
         "user_segment_history",
         "segment_migration_daily",
         "user_360",
+        # campaign evaluation and the global holdout (issue 12)
+        "user_holdout_groups",
+        "fct_campaign_exposures",
+        "campaign_exposure_segments",
+        "campaign_effects",
     )
 ]
 
