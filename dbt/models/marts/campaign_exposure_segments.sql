@@ -71,6 +71,12 @@ everyone as (
     from exposed
 ),
 
+memberships as (
+    select * from per_scheme
+    union all
+    select * from everyone
+),
+
 final as (
     select
         cast(campaign_id as varchar) as campaign_id,
@@ -78,15 +84,7 @@ final as (
         cast(scheme as varchar) as scheme,
         cast(segment as varchar) as segment,
         cast(segment_label as varchar) as segment_label
-    from per_scheme
-    union all
-    select
-        cast(campaign_id as varchar) as campaign_id,
-        cast(user_id as varchar) as user_id,
-        cast(scheme as varchar) as scheme,
-        cast(segment as varchar) as segment,
-        cast(segment_label as varchar) as segment_label
-    from everyone
+    from memberships
 )
 
 select * from final
