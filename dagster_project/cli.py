@@ -69,9 +69,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     print(f"generated {summary.users} users, {summary.start_date} .. {summary.end_date}")
     for table, rows in summary.rows.items():
-        print(f"  {table:<12} {rows:>10,} rows")
+        print(f"  {table:<18} {rows:>10,} rows")
     print(f"landing files: {paths.landing}")
     print(f"ground truth (never read by the pipeline): {paths.truth / 'archetypes.parquet'}")
+    if args.campaigns:
+        print(f"true campaign effects: {paths.truth / 'campaign_effects.parquet'}")
     if rate:
         import polars as pl
 

@@ -136,15 +136,15 @@ def _exposures(rng: np.random.Generator, u: Users, days: int) -> pl.DataFrame:
 
 def _effect_arrays(exposures: pl.DataFrame, u: Users) -> tuple[np.ndarray, np.ndarray]:
     """Per exposure row: the campaign's conversion and spend effect on the user's archetype."""
-    by_id = {c.campaign_id: c for c in CAMPAIGNS}
     names = [a.name for a in ARCHETYPES]
-    archetype = u.archetype[exposures["user"].to_numpy()]
-    conversion = np.zeros(exposures.height)
-    spend = np.zeros(exposures.height)
-    for i, campaign_id in enumerate(exposures["campaign_id"].to_list()):
-        effect = by_id[campaign_id].effects.get(names[archetype[i]], Effect())
-        conversion[i], spend[i] = effect.conversion, effect.spend
-    return conversion, spend
+    table = np.zeros((len(CAMPAIGNS), len(names), 2))  # campaign x archetype x (conv, spend)
+    for c, campaign in enumerate(CAMPAIGNS):
+        for name, effect in campaign.effects.items():
+            table[c, names.index(name)] = (effect.conversion, effect.spend)
+    ids = [c.campaign_id for c in CAMPAIGNS]
+    campaign = exposures["campaign_id"].replace_strict(ids, list(range(len(ids)))).to_numpy()
+    effect = table[campaign, u.archetype[exposures["user"].to_numpy()]]
+    return effect[:, 0], effect[:, 1]
 
 
 def _counts_between(
