@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from dagster_project.lib.sample.archetypes import ORDER_VALUE_SIGMA, SECONDS_PER_DAY, TABLES
-from dagster_project.lib.sample.behaviour import Ids, draw_browse_sessions, draw_orders, draw_users
+from dagster_project.lib.sample.behaviour import (
+    Ids,
+    Users,
+    draw_browse_sessions,
+    draw_orders,
+    draw_users,
+)
 from dagster_project.lib.sample.campaigns import (
     CAMPAIGN_TABLE,
     CAMPAIGN_TRUTH_FILE,
@@ -174,7 +180,7 @@ def generate_sample(
 
 
 def _campaign_plan(
-    seed: int, u, days: int, order_user: np.ndarray, order_day: np.ndarray
+    seed: int, u: Users, days: int, order_user: np.ndarray, order_day: np.ndarray
 ) -> CampaignPlan:
     """Campaigns draw from their own stream (the seventh child of the seed), so the six
     streams of a sample without campaigns are untouched."""
