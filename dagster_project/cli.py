@@ -65,12 +65,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
         dirty_rate=rate,
         file_format=args.format,
         dirty_per_kind=per_kind,
+        campaigns=args.campaigns,
     )
     print(f"generated {summary.users} users, {summary.start_date} .. {summary.end_date}")
     for table, rows in summary.rows.items():
-        print(f"  {table:<12} {rows:>10,} rows")
+        print(f"  {table:<18} {rows:>10,} rows")
     print(f"landing files: {paths.landing}")
     print(f"ground truth (never read by the pipeline): {paths.truth / 'archetypes.parquet'}")
+    if args.campaigns:
+        print(f"true campaign effects: {paths.truth / 'campaign_effects.parquet'}")
     if rate:
         import polars as pl
 
@@ -337,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("csv", "parquet"),
         default="csv",
         help="landing file format (the same rows in both; Parquet is smaller and faster to read)",
+    )
+    gen.add_argument(
+        "--campaigns",
+        action="store_true",
+        help="also write campaign exposures (treatment and control) whose treated users buy "
+        "differently; true effects in truth/campaign_effects.parquet",
     )
     gen.add_argument("--home", default=None, help=home_help)
     gen.set_defaults(func=cmd_generate)

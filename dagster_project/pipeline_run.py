@@ -43,6 +43,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("value_backtests", "value backtests"),
     ("customer_value", "value fit/score"),
     ("user_value_daily", "value fit/score"),
+    ("campaign_effects", "campaign evaluation"),
     ("serving__", "publish"),
 )
 

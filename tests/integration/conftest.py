@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_sample import DAYS, END, PREVIOUS, SEED, USERS
+from pipeline_sample import CAMPAIGNS, DAYS, END, PREVIOUS, SEED, USERS
 from strata_processes import fast_directory
 
 from dagster_project.cli import main
@@ -18,7 +18,7 @@ def pipeline_home(tmp_path_factory, dbt_manifest) -> settings.StrataPaths:
     """Generated sample data run through `strata run --start PREVIOUS --end END`: a published
     warehouse that test_pipeline checks and the crash-safety tests copy (one run, not two)."""
     home = tmp_path_factory.mktemp("pipeline")
-    generate_sample(home, users=USERS, days=DAYS, seed=SEED, end_date=END)
+    generate_sample(home, users=USERS, days=DAYS, seed=SEED, end_date=END, campaigns=CAMPAIGNS)
     exit_code = main(
         ["run", "--home", str(home), "--start", PREVIOUS.isoformat(), "--end", END.isoformat()]
     )

@@ -73,6 +73,7 @@ def test_every_asset_has_a_group_and_kinds(definitions):
             "features",
             "segmentation",
             "value",
+            "evaluation",
             "serving",
         }, key
         assert any(tag.startswith("dagster/kind/") for tag in node.tags), key

@@ -8,7 +8,7 @@ from datetime import date
 import duckdb
 import polars as pl
 import pytest
-from pipeline_sample import DAYS, END, PREVIOUS, SEED, USERS
+from pipeline_sample import CAMPAIGNS, DAYS, END, PREVIOUS, SEED, USERS
 
 from dagster_project.cli import main
 from dagster_project.lib.core import settings
@@ -344,7 +344,7 @@ def backfilled_home(tmp_path_factory, dbt_manifest):
     """The same sample, built the other way round: END first, then PREVIOUS as a backfill
     (by then the warehouse holds END's data, users and model)."""
     home = tmp_path_factory.mktemp("backfill")
-    generate_sample(home, users=USERS, days=DAYS, seed=SEED, end_date=END)
+    generate_sample(home, users=USERS, days=DAYS, seed=SEED, end_date=END, campaigns=CAMPAIGNS)
     assert main(["run", "--home", str(home), "--date", END.isoformat()]) == 0
     assert main(["run", "--home", str(home), "--date", PREVIOUS.isoformat()]) == 0
     return settings.strata_paths(home)

@@ -333,3 +333,27 @@ def test_chunks_count_parquet_at_its_size_as_text(tmp_path, monkeypatch) -> None
     assert [len(c) for c in ingest._chunks(tmp_path, "orders", days)] == [6]
     assert ingest.PARQUET_EXPANSION * 150 > 1000
     assert [len(c) for c in ingest._chunks(tmp_path, "events", days)] == [1] * 6
+
+
+def test_campaign_exposures_reject_unknown_arms_and_need_a_user(tmp_path, con):
+    directory = tmp_path / "campaign_exposures" / f"date={DAY.isoformat()}"
+    directory.mkdir(parents=True)
+    (directory / "part-00000.csv").write_text(
+        "user_id,campaign_id,arm,exposed_at,channel,cost\n"
+        "u1,c1,treatment,2024-03-05 06:00:00,email,0.05\n"  # line 2: fine
+        "u2,c1, Control ,2024-03-05 06:00:00,email,\n"  # line 3: fine (case, spaces, no cost)
+        "u3,c1,holdout,2024-03-05 06:00:00,email,0.05\n"  # line 4: unknown arm
+        ",c1,control,2024-03-05 06:00:00,email,0\n"  # line 5: no user: not a guest here
+        "u5,c1,treatment,2024-03-05 06:00:00,sms,-0.10\n"  # line 6: negative cost
+    )
+    stats = ingest_partition(con, tmp_path, "campaign_exposures", DAY, run_id="r1")
+    assert (stats.rows_accepted, stats.rows_quarantined, stats.guest_rows) == (2, 3, 0)
+    rejected = con.execute(
+        "select _source_line, _reason, _kind from quarantine.campaign_exposures "
+        "order by _source_line"
+    ).fetchall()
+    assert rejected == [
+        (4, "arm must be one of treatment, control, got 'holdout'", "unparseable"),
+        (5, "missing user_id", "missing_value"),
+        (6, "negative cost", "negative_amount"),
+    ]

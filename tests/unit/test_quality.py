@@ -31,6 +31,7 @@ SUITES = [
     "raw_order_items",
     "raw_users",
     "raw_events",
+    "raw_campaign_exposures",
     "raw_partitions",
     "marts_fct_orders",
     "marts_fct_user_activity_daily",
@@ -163,6 +164,18 @@ def good_frames() -> dict[str, pd.DataFrame]:
                 "session_id": ["s1", "s1", None],
             }
         ).pipe(_raw),
+        "raw_campaign_exposures": pd.DataFrame(
+            {
+                "user_id": ["u1", "u2", "u1"],
+                "campaign_id": ["c1", "c1", "c2"],
+                "arm": ["treatment", "control", "Treatment"],
+                "exposed_at": _ts(
+                    "2024-03-01 06:00:00", "2024-03-01 06:00:00", "2024-03-01 23:00:00"
+                ),
+                "channel": ["email", "email", None],
+                "cost": [0.05, 0.0, None],
+            }
+        ).pipe(_raw),
         "marts_fct_orders": fct_orders,
         "marts_fct_user_activity_daily": activity,
         "marts_dim_users": pd.DataFrame(
@@ -228,6 +241,16 @@ def test_good_partition_passes_without_warnings(suite: str) -> None:
 
 
 # ------------------------------------------------------------------------------ defects
+
+
+def test_campaign_exposures_with_an_unknown_arm_or_a_negative_cost_fail() -> None:
+    frame = good_frames()["raw_campaign_exposures"].copy()
+    frame.loc[1, "arm"] = "holdout"
+    frame.loc[0, "cost"] = -1.0
+    result = validate_frame(frame, "raw_campaign_exposures", EXPECTATIONS, WINDOW)
+    assert not result.success
+    only_failure(result, "expect_column_values_to_be_in_set", "arm")
+    only_failure(result, "expect_column_values_to_be_between", "cost")
 
 
 def _orders(**changes: object) -> pd.DataFrame:

@@ -330,3 +330,48 @@ def test_cdnow_file_names_another_copy_of_cdnow(tmp_path, monkeypatch):
     mapping = load_mapping(REPO / "sources" / "cdnow.yml")
     assert mapping.tables["orders"].files == (copy,)
     assert mapping.tables["order_items"].files == (copy,)
+
+
+def test_campaign_exposures_map_like_the_other_tables(tmp_path):
+    write(tmp_path / "src" / "orders.csv", "id,who,at,total\n1,c7,2024-01-05 10:00,12.5\n")
+    write(
+        tmp_path / "src" / "sends.csv",
+        "member;mailing;group;sent;cost_eur\n"
+        "c7;spring;A;05.01.2024 08:00;0,04\n"
+        "c8;spring;B;05.01.2024 08:00;0\n",
+    )
+    mapping = write(
+        tmp_path / "src" / "shop.yml",
+        """
+version: 1
+tables:
+  orders:
+    files: orders.csv
+    columns: {order_id: id, user_id: who, ordered_at: at, amount: total,
+              currency: {value: EUR}, status: {value: completed}}
+  campaign_exposures:
+    files: sends.csv
+    delimiter: ";"
+    decimal_separator: ","
+    timestamp_format: "%d.%m.%Y %H:%M"
+    columns:
+      user_id: member
+      campaign_id: mailing
+      arm: "case when \\"group\\" = 'A' then 'treatment' else 'control' end"
+      exposed_at: sent
+      channel: {value: email}
+      cost: cost_eur
+""",
+    )
+    landing = tmp_path / "landing"
+    stage_sources(mapping, landing, today=TODAY)
+    exposures = landed(landing, "campaign_exposures").sort("_source_line")
+    assert exposures.select("user_id", "arm", "cost", "day").rows() == [
+        ("c7", "treatment", "0.04", "2024-01-05"),
+        ("c8", "control", "0.0", "2024-01-05"),
+    ]
+    con = duckdb.connect()
+    ingest_partitions(
+        con, landing, "campaign_exposures", landed_dates(landing, "campaign_exposures"), "r1"
+    )
+    assert con.execute("select count(*) from raw.campaign_exposures").fetchall() == [(2,)]

@@ -22,6 +22,7 @@ MAX_ROWS_PER_DAY = {
     "order_items": 10_000_000,
     "users": 1_000_000,
     "events": 50_000_000,
+    "campaign_exposures": 10_000_000,
 }
 # Signups come in bursts (CDNOW's customers all joined in its first quarter): users have no
 # freshness bound; order_items have no timestamp.

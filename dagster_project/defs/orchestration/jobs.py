@@ -14,6 +14,9 @@ INGEST_SELECTION = (
         dg.AssetKey(["marts", "fct_user_activity_daily"]),
         # the facts' relationship tests read dim_users
         dg.AssetKey(["marts", "dim_users"]),
+        # the rest of the unpartitioned dbt models: a partial selection of them would run the
+        # relationship tests of models it did not build
+        dg.AssetKey(["staging", "stg_raw__campaign_exposures"]),
     ).upstream()
 )
 

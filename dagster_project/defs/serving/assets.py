@@ -33,6 +33,11 @@ BI_TABLES = [
         "cohort_retention_monthly",
         "segment_category_affinity",
         "user_next_best_categories",
+        # campaign evaluation and the global holdout (issue 12)
+        "user_holdout_groups",
+        "fct_campaign_exposures",
+        "campaign_exposure_segments",
+        "campaign_effects",
     )
 ]
 

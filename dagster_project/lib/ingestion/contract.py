@@ -9,7 +9,17 @@ from datetime import date
 
 import duckdb
 
-CONTRACT_TABLES: tuple[str, ...] = ("orders", "order_items", "users", "events")
+CONTRACT_TABLES: tuple[str, ...] = (
+    "orders",
+    "order_items",
+    "users",
+    "events",
+    "campaign_exposures",
+)
+
+
+# The arms of a campaign exposure: contacted, or kept back as the campaign's control group.
+CAMPAIGN_ARMS: tuple[str, ...] = ("treatment", "control")
 
 
 LANDING_SUFFIXES = (".csv", ".parquet")
@@ -63,6 +73,10 @@ KIND_MISSING = "missing_value"
 KIND_UNPARSEABLE = "unparseable"
 
 
+# Tables whose rows may come without a user id (guests, anonymous visits): see KIND_NO_USER.
+GUEST_TABLES: tuple[str, ...] = ("orders", "events")
+
+
 # An order or event without a user id: a guest checkout or an anonymous visit, real activity
 # that belongs to no one Strata can segment. Kept in quarantine like any reject, but it is not
 # bad data, so it has its own kind and does not count toward the reject share.
@@ -96,6 +110,7 @@ class ColumnSpec:
     optional_in_file: bool = False  # the column may be absent from a file (filled with null)
     non_negative: bool = False
     partition_time: bool = False  # must fall on the partition's day
+    allowed: tuple[str, ...] = ()  # the only accepted values (case and spaces ignored)
 
 
 TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
@@ -135,6 +150,16 @@ TABLE_SPECS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("event_type", "varchar", required=True),
         ColumnSpec("session_id", "varchar", optional_in_file=True),
     ),
+    # One row per user a campaign reached or held back (effect evaluation: marts.campaign_effects).
+    # cost is per contact (control rows usually 0 or empty: nobody was contacted).
+    "campaign_exposures": (
+        ColumnSpec("user_id", "varchar", required=True),
+        ColumnSpec("campaign_id", "varchar", required=True),
+        ColumnSpec("arm", "varchar", required=True, allowed=CAMPAIGN_ARMS),
+        ColumnSpec("exposed_at", "timestamp", required=True, partition_time=True),
+        ColumnSpec("channel", "varchar", optional_in_file=True),
+        ColumnSpec("cost", "decimal", optional_in_file=True, non_negative=True),
+    ),
 }
 
 
@@ -153,6 +178,7 @@ PARENTS: dict[str, ForeignKey] = {
     "orders": ForeignKey("user_id", "users", "user_id"),
     "order_items": ForeignKey("order_id", "orders", "order_id"),
     "events": ForeignKey("user_id", "users", "user_id"),
+    "campaign_exposures": ForeignKey("user_id", "users", "user_id"),
 }
 
 

@@ -13,6 +13,7 @@ import polars as pl
 from dagster_project.lib.core.settings import MAPPING_MANIFEST
 from dagster_project.lib.ingestion.contract import (
     CONTRACT_TABLES,
+    GUEST_TABLES,
     GUESTS_COUNT_AS_REJECTS,
     KIND_FUTURE,
     KIND_MISSING,
@@ -174,7 +175,7 @@ def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         raw = pl.col(spec.name)
         value = pl.col(f"__typed_{spec.name}")
         blank = raw.is_null() | (raw.str.strip_chars() == "")
-        if spec.required and spec.name == "user_id" and table != "users":
+        if spec.required and spec.name == "user_id" and table in GUEST_TABLES:
             problems.append((blank, pl.lit("no user_id (a guest)"), KIND_NO_USER))
         elif spec.required:
             flag = PRESENT_PREFIX + spec.name
@@ -190,6 +191,17 @@ def type_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         )
         if spec.non_negative:
             problems.append((value < 0, pl.lit(f"negative {spec.name}"), KIND_NEGATIVE))
+        if spec.allowed:
+            known = raw.str.strip_chars().str.to_lowercase().is_in(list(spec.allowed))
+            problems.append(
+                (
+                    ~blank & ~known,
+                    pl.lit(f"{spec.name} must be one of {', '.join(spec.allowed)}, got '")
+                    + raw
+                    + pl.lit("'"),
+                    KIND_UNPARSEABLE,
+                )
+            )
         if spec.partition_time:
             # one reason text for both directions; the kind tells future from past
             outside = pl.lit(f"{spec.name} outside partition ") + day_text

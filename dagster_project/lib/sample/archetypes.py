@@ -91,6 +91,8 @@ COLUMNS: dict[str, list[str]] = {
         "user_id", "signup_at", "country", "channel", "birth_year", "gender", "email", "phone",
     ],
     "events": ["event_id", "user_id", "event_at", "event_type", "session_id"],
+    # written only with campaigns (lib/sample/campaigns.py)
+    "campaign_exposures": ["user_id", "campaign_id", "arm", "exposed_at", "channel", "cost"],
 }  # fmt: skip
 
 

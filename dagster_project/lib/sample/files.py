@@ -65,7 +65,7 @@ def write_landing(
 
 def clear_landing(home: Path, start: date, days: int) -> None:
     """Remove the generator's own day partitions in the window so a rerun overwrites them."""
-    for table in TABLES:
+    for table in (*TABLES, "campaign_exposures"):
         for offset in range(days):
             part = home / "landing" / table / f"date={(start + timedelta(offset)).isoformat()}"
             if part.exists():

@@ -25,7 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from dagster_project.lib.sample.archetypes import ORDER_VALUE_SIGMA, SECONDS_PER_DAY, TABLES
-from dagster_project.lib.sample.behaviour import Ids, draw_browse_sessions, draw_orders, draw_users
+from dagster_project.lib.sample.behaviour import (
+    Ids,
+    Users,
+    draw_browse_sessions,
+    draw_orders,
+    draw_users,
+)
+from dagster_project.lib.sample.campaigns import (
+    CAMPAIGN_TABLE,
+    CAMPAIGN_TRUTH_FILE,
+    CampaignPlan,
+    draw_campaigns,
+    exposures_frame,
+)
 from dagster_project.lib.sample.files import (
     FILE_FORMATS,
     clear_landing,
@@ -65,13 +78,16 @@ def generate_sample(
     dirty_rate: float = 0.0,
     file_format: str = "csv",
     dirty_per_kind: bool = False,
+    campaigns: bool = False,
 ) -> GenerationSummary:
     """Write `days` days of landing files (ending at `end_date`, default yesterday UTC) for
     `users` users, plus the archetype ground truth. Reruns with the same arguments are
     byte-identical and replace the generator's partitions in the window. A `dirty_rate`
     makes that share of each table's rows bad, of every kind (``dirty_per_kind``: each kind at
     that rate; see lib/sample/defects.py). ``file_format`` is
-    ``csv`` or ``parquet`` (the same text in both)."""
+    ``csv`` or ``parquet`` (the same text in both). ``campaigns`` adds campaign exposures
+    whose treated users buy differently, and their true effects (lib/sample/campaigns.py);
+    without it the files are exactly those of a sample without campaigns."""
     if users < 1 or days < 1:
         raise ValueError("users and days must be >= 1")
     if file_format not in FILE_FORMATS:
@@ -84,6 +100,9 @@ def generate_sample(
     rng_users, rng_orders, rng_sessions, rng_profile, rng_catalogue, rng_daily = streams
     u = draw_users(rng_users, users, days)
     order_user, order_day = draw_orders(rng_orders, u, days)
+    plan = _campaign_plan(seed, u, days, order_user, order_day) if campaigns else None
+    if plan is not None:
+        order_user, order_day = plan.order_user, plan.order_day
     browse_user, browse_day = draw_browse_sessions(rng_sessions, u, days)
     ids = Ids(
         base_epoch=(start - date(1970, 1, 1)).days * SECONDS_PER_DAY,
@@ -96,6 +115,7 @@ def generate_sample(
     tastes = draw_tastes(rng_taste, u.archetype)
 
     clear_landing(home, start, days)
+    _write_campaigns(plan, home, start, ids, file_format)
     rows = dict.fromkeys(TABLES, 0)
     for (day,), part in users_df.partition_by("day", as_dict=True, maintain_order=True).items():
         write_landing(part, home, "users", start + timedelta(days=int(day)), file_format)
@@ -122,8 +142,14 @@ def generate_sample(
         if n_orders == 0:
             continue
 
-        target_value = u.mean_order_value[d_order_user] * np.exp(
-            rng_daily.normal(-(ORDER_VALUE_SIGMA**2) / 2, ORDER_VALUE_SIGMA, n_orders)
+        if plan is not None:  # campaigns scale the value of their treated users' orders
+            d_factor = plan.value_factor[order_bounds[day] : order_bounds[day + 1]]
+        else:
+            d_factor = 1.0
+        target_value = (
+            u.mean_order_value[d_order_user]
+            * d_factor
+            * np.exp(rng_daily.normal(-(ORDER_VALUE_SIGMA**2) / 2, ORDER_VALUE_SIGMA, n_orders))
         )
         items = day_items(
             rng_daily,
@@ -149,9 +175,34 @@ def generate_sample(
     truth_dir = home / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth_frame(u, ids).write_parquet(truth_dir / "archetypes.parquet")
+    (truth_dir / CAMPAIGN_TRUTH_FILE).unlink(missing_ok=True)
+    if plan is not None:
+        plan.truth.write_parquet(truth_dir / CAMPAIGN_TRUTH_FILE)
+        rows[CAMPAIGN_TABLE] = plan.exposures.height
     from dagster_project.lib.sample.defects import DEFECTS_FILE, inject_defects
 
     (truth_dir / DEFECTS_FILE).unlink(missing_ok=True)  # a clean rerun leaves no stale record
     if dirty_rate:
         inject_defects(home, start, end, dirty_rate, seed, file_format, dirty_per_kind)
     return GenerationSummary(start_date=start, end_date=end, users=users, rows=rows)
+
+
+def _campaign_plan(
+    seed: int, u: Users, days: int, order_user: np.ndarray, order_day: np.ndarray
+) -> CampaignPlan:
+    """Campaigns draw from their own stream (the seventh child of the seed), so the six
+    streams of a sample without campaigns are untouched."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[6])
+    return draw_campaigns(rng, u, days, order_user, order_day)
+
+
+def _write_campaigns(
+    plan: CampaignPlan | None, home: Path, start: date, ids: Ids, file_format: str
+) -> None:
+    """The exposures' landing partitions (none without campaigns: a rerun without them leaves
+    no stale exposures in the window, see clear_landing)."""
+    if plan is None:
+        return
+    frame = exposures_frame(plan.exposures, ids)
+    for (day,), part in frame.partition_by("day", as_dict=True, maintain_order=True).items():
+        write_landing(part, home, CAMPAIGN_TABLE, start + timedelta(days=int(day)), file_format)

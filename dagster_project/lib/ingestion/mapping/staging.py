@@ -158,7 +158,7 @@ def stage(
     users = mapping.tables.get("users")
     derived_extra = users.columns if users is not None and users.derive else {}
     parent, parent_at = DERIVES[users.derive] if users is not None and users.derive else ("", "")
-    for table in ("orders", "users", "order_items", "events"):
+    for table in ("orders", "users", "order_items", "events", "campaign_exposures"):
         table_mapping = mapping.tables.get(table)
         if table_mapping is None or table_mapping.derive:
             continue
