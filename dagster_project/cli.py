@@ -264,18 +264,19 @@ def _print_money(con) -> None:
 
 
 OFFERS_NOTE = (
-    "note: no order items with a category, so no category offers: "
-    "marts.segment_category_affinity and marts.user_next_best_categories are empty"
+    "note: no category offers (marts.user_next_best_categories is empty): the source has no "
+    "order items with a category, or its buyers have bought every category it has"
 )
 
 
 def _print_offers_note(con) -> None:
-    """Sources without order_items (CDNOW) get segments and KPIs but nothing to offer: say so."""
+    """Sources without order_items, or with one category (CDNOW: every line is music), get
+    segments and KPIs but nothing to offer: say so."""
     from dagster_project.lib.core.warehouse import scalar, table_exists
 
     if not table_exists(con, "marts", "user_next_best_categories"):
         return
-    if scalar(con, "select count(*) from marts.segment_category_affinity") == 0:
+    if scalar(con, "select count(*) from marts.user_next_best_categories") == 0:
         print(OFFERS_NOTE)
 
 

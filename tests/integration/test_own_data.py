@@ -335,7 +335,7 @@ def test_cdnow_runs_end_to_end_from_the_shipped_mapping(shipped_runs):
             "where relation = 'raw.orders' and suites_passed",
         )
         assert runs == 2  # the catch-up and the snapshot day
-        # orders only: KPIs per segment, but no category offers, which the run says
+        # one category (music), which every buyer has: KPIs, no offers, and the run says so
         assert scalar(con, "select count(*) from marts.segment_kpis_daily") > 0
         assert scalar(con, "select count(*) from marts.user_next_best_categories") == 0
     assert OFFERS_NOTE in run.output
