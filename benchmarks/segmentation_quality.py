@@ -20,6 +20,9 @@ Run:  .venv/bin/python benchmarks/segmentation_quality.py              # the who
       .venv/bin/python benchmarks/segmentation_quality.py --cache /tmp/seg-features  # keep the
           generated features (Parquet per cell) and reuse them on the next run
 
+On a shared machine set OMP_NUM_THREADS=1: KMeans' OpenMP threads fight the other processes
+(a 2,000-user cell took over 10 minutes at a load of 12 on 2 cores, 20 s with one thread).
+
 Exits 1 when a figure of any cell misses its target. Seconds per cell are printed: "gen" is the
 generator plus the feature build (not the method), "fit" the four figures (three model fits, each
 with its bootstrap and surrogate).
