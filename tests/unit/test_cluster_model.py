@@ -268,3 +268,45 @@ def test_k_selector_keeps_the_best_silhouette_among_k_without_tiny_clusters() ->
     chosen = [c for c in guarded.candidate_scores_ if c["chosen"]]
     assert [c["k"] for c in chosen] == [3] and chosen[0]["qualifies"]
     assert not next(c for c in guarded.candidate_scores_ if c["k"] == 4)["qualifies"]
+
+
+def test_the_stability_rule_keeps_the_largest_k_whose_clusters_all_come_back() -> None:
+    from dagster_project.lib.segmentation.clustering.k_selection import KSelector
+
+    # two far-apart pairs of close groups: silhouette prefers the two pairs, while four groups
+    # are real (each comes back on every bootstrap refit) and a fifth would split one at random
+    rng = np.random.default_rng(3)
+    centres = [(0, 0), (2.5, 0), (30, 0), (32.5, 0)]
+    z = np.vstack([rng.normal(loc=c, scale=0.4, size=(150, 2)) for c in centres])
+    params = {"k_min": 2, "k_max": 5, "n_init": 2, "random_state": 0, "min_share": 0.02}
+    by_silhouette = KSelector(**params).fit(z)
+    assert by_silhouette.k_ == 2
+    by_stability = KSelector(**params, rule="stability", stability_refits=5).fit(z)
+    assert by_stability.k_ == 4
+    jaccard = {c["k"]: c["bootstrap_min_jaccard"] for c in by_stability.candidate_scores_}
+    assert jaccard[4] >= 0.75 > jaccard[5]
+    # the same data and seeds choose the same k and the same figures
+    again = KSelector(**params, rule="stability", stability_refits=5).fit(z)
+    assert again.candidate_scores_ == by_stability.candidate_scores_
+    with pytest.raises(ValueError, match="silhouette or stability"):
+        KSelector(**params, rule="gap").fit(z)
+
+
+def test_a_scaled_log_is_linear_below_its_scale_and_inverts_to_original_units() -> None:
+    frame, _ = blobs([(2.0, 10.0), (600.0, 200.0)], 100, seed=4)
+    frame = frame.with_columns(pl.col("x").abs())
+    model = SegmentClusterer(
+        FEATURES, k_min=2, k_max=2, n_init=2, fill={}, scaled_log_features={"x": 30.0}
+    ).fit(frame)
+    shape = model.space_["shape"]
+    shaped = shape.transform(np.array([[3.0, 1.0], [3000.0, 1.0]]))
+    assert shaped[0, 0] == pytest.approx(np.log1p(0.1)) and shaped[1, 0] == pytest.approx(
+        np.log1p(100.0)
+    )
+    matrix = frame.select(FEATURES).to_numpy()
+    back = model.space_[1:].inverse_transform(model.space_.transform(frame))
+    np.testing.assert_allclose(back, matrix, rtol=1e-9)
+    with pytest.raises(ValueError, match="not both"):
+        SegmentClusterer(
+            FEATURES, k_min=2, k_max=2, fill={}, log_features=["x"], scaled_log_features={"x": 3}
+        ).fit(frame)

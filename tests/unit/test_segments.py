@@ -132,6 +132,20 @@ def test_loader_names_a_mistyped_or_wrongly_typed_section_key(tmp_path: Path) ->
         load_segmentation_spec(_write_spec(tmp_path, fractional_count))
 
 
+def test_loader_refuses_an_unknown_k_rule_and_a_doubly_transformed_feature(tmp_path: Path) -> None:
+    def gap_rule(raw: dict[str, Any]) -> None:
+        raw["clustering"]["k_selection"]["rule"] = "gap"
+
+    with pytest.raises(ValueError, match=r"k_selection\.rule: 'gap' is not silhouette or stab"):
+        load_segmentation_spec(_write_spec(tmp_path, gap_rule))
+
+    def logged_twice(raw: dict[str, Any]) -> None:
+        raw["clustering"]["scaled_log_features"] = {"frequency": 5}
+
+    with pytest.raises(ValueError, match="scaled_log_features must be features that are neither"):
+        load_segmentation_spec(_write_spec(tmp_path, logged_twice))
+
+
 def test_loader_names_bad_keys_anywhere_in_the_file(tmp_path: Path) -> None:
     def typo_in_a_map_row(raw: dict[str, Any]) -> None:
         raw["rules"]["rf_map"][2]["label"] = "x"

@@ -156,7 +156,9 @@ def _write_version_tables(
             kinds={"scikitlearn", "polars"},
             description=(
                 "KMeans segmentation model (spec models/segmentation.yml): log transforms and "
-                "scaling, k by silhouette (Calinski-Harabasz and Davies-Bouldin kept), ids "
+                "scaling, k by the spec's rule (stability: the largest k whose clusters all come "
+                "back on bootstrap refits; silhouette, Calinski-Harabasz and Davies-Bouldin "
+                "kept), ids "
                 "matched to the previous promoted version, bootstrap stability gate, surrogate "
                 "decision tree. Config `refit: true` fits a new version."
             ),

@@ -218,6 +218,22 @@ class StabilitySpec:
 
 
 @dataclass(frozen=True)
+class KSelectionSpec:
+    """How k is chosen among the candidates (see the yml).
+
+    ``silhouette``: the best silhouette among the k without tiny clusters. ``stability``: the
+    largest such k whose every cluster is stable (mean bootstrap Jaccard of its best match over
+    ``refits`` refits on up to ``sample_size`` users >= ``min_cluster_jaccard``), falling back
+    to the silhouette rule when no k is stable."""
+
+    rule: str = "silhouette"
+    min_cluster_jaccard: float = 0.75
+    refits: int = 10
+    sample_size: int = 5000
+    random_state: int = 11
+
+
+@dataclass(frozen=True)
 class MatchingSpec:
     """How a refit's clusters are matched to the previous version's (stable ids, lineage)."""
 
@@ -260,6 +276,8 @@ class ClusteringSpec:
     minibatch_above: int
     naming: NamingSpec
     quantile_features: tuple[str, ...] = ()
+    scaled_log_features: tuple[tuple[str, float], ...] = ()
+    k_selection: KSelectionSpec = field(default_factory=KSelectionSpec)
     stability: StabilitySpec = field(default_factory=StabilitySpec)
     matching: MatchingSpec = field(default_factory=MatchingSpec)
     surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)

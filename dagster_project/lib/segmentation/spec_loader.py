@@ -18,6 +18,7 @@ from dagster_project.lib.segmentation.spec import (
     LIFECYCLE_KEYS,
     OPS_TIER_KEYS,
     ClusteringSpec,
+    KSelectionSpec,
     Label,
     LifecycleSpec,
     MapCell,
@@ -140,6 +141,7 @@ class _ClusteringIn(SpecModel):
     features: list[str]
     log_features: list[str] | None = None
     quantile_features: list[str] | None = None
+    scaled_log_features: dict[str, float] | None = None
     fill: dict[str, str | float] | None = None
     k_min: StrictInt
     k_max: StrictInt
@@ -148,6 +150,7 @@ class _ClusteringIn(SpecModel):
     silhouette_sample: StrictInt
     min_share: float
     minibatch_above: StrictInt
+    k_selection: dataclass_model(KSelectionSpec) | None = None  # type: ignore[valid-type]
     stability: dataclass_model(StabilitySpec) | None = None  # type: ignore[valid-type]
     matching: dataclass_model(MatchingSpec) | None = None  # type: ignore[valid-type]
     surrogate: dataclass_model(SurrogateSpec) | None = None  # type: ignore[valid-type]
@@ -244,6 +247,22 @@ def _validate(spec: SegmentationSpec) -> None:
         raise ValueError("clustering: quantile_features must be a subset of features")
     if set(cl.quantile_features) & set(cl.log_features):
         raise ValueError("clustering: a feature is either log- or quantile-transformed, not both")
+    scaled = dict(cl.scaled_log_features)
+    if not set(scaled) <= set(cl.features) - set(cl.log_features) - set(cl.quantile_features):
+        raise ValueError(
+            "clustering: scaled_log_features must be features that are neither in log_features "
+            "nor in quantile_features"
+        )
+    if not all(scale > 0 for scale in scaled.values()):
+        raise ValueError("clustering: every scaled_log_features scale must be > 0")
+    ks = cl.k_selection
+    if ks.rule not in ("silhouette", "stability"):
+        raise ValueError(f"clustering.k_selection.rule: {ks.rule!r} is not silhouette or stability")
+    if ks.refits < 2 or ks.sample_size < 2 or not 0 <= ks.min_cluster_jaccard <= 1:
+        raise ValueError(
+            "clustering.k_selection: need refits >= 2, sample_size >= 2 and "
+            "0 <= min_cluster_jaccard <= 1"
+        )
     if not 0 <= cl.min_share < 1:
         raise ValueError("clustering: min_share must lie in [0, 1)")
     st = cl.stability
@@ -323,6 +342,8 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
             min_share=c.min_share,
             minibatch_above=c.minibatch_above,
             quantile_features=tuple(c.quantile_features or ()),
+            scaled_log_features=tuple((c.scaled_log_features or {}).items()),
+            k_selection=_section(KSelectionSpec, c.k_selection),
             stability=_section(StabilitySpec, c.stability),
             matching=_section(MatchingSpec, c.matching),
             surrogate=_section(SurrogateSpec, c.surrogate),

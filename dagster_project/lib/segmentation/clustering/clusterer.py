@@ -29,7 +29,7 @@ from dagster_project.lib.segmentation.clustering.naming import (
     customer_flag,
     naming_z,
 )
-from dagster_project.lib.segmentation.spec import NamingSpec, SegmentationSpec
+from dagster_project.lib.segmentation.spec import KSelectionSpec, NamingSpec, SegmentationSpec
 
 DEFAULT_FILL: dict[str, str | float] = {"recency_days": "tenure_days"}
 
@@ -61,6 +61,8 @@ class SegmentClusterer:
         fill: Mapping[str, str | float] | None = None,
         naming: NamingSpec | None = None,
         quantile_features: Sequence[str] = (),
+        scaled_log_features: Mapping[str, float] | None = None,
+        k_selection: KSelectionSpec | None = None,
     ) -> None:
         self.features = list(features)
         self.k_min = k_min
@@ -74,6 +76,8 @@ class SegmentClusterer:
         self.fill = dict(DEFAULT_FILL if fill is None else fill)
         self.naming = naming if naming is not None else DEFAULT_NAMING
         self.quantile_features = list(quantile_features)
+        self.scaled_log_features = dict(scaled_log_features or {})
+        self.k_selection = k_selection if k_selection is not None else KSelectionSpec()
 
     # ---------------------------------------------------------------- transform
 
@@ -103,8 +107,14 @@ class SegmentClusterer:
         from dagster_project.lib.segmentation.clustering.preprocessing import clustering_space
 
         space = clustering_space(
-            self.features, self.fill, self.log_features, self.quantile_features, self.random_state
+            self.features,
+            self.fill,
+            self.log_features,
+            self.quantile_features,
+            self.random_state,
+            getattr(self, "scaled_log_features", None),
         )
+        rule = getattr(self, "k_selection", None) or KSelectionSpec()
         selector = KSelector(
             k_min=self.k_min,
             k_max=self.k_max,
@@ -113,6 +123,11 @@ class SegmentClusterer:
             silhouette_sample=self.silhouette_sample,
             min_share=self.min_share,
             minibatch_above=self.minibatch_above,
+            rule=rule.rule,
+            stable_jaccard=rule.min_cluster_jaccard,
+            stability_refits=rule.refits,
+            stability_sample=rule.sample_size,
+            stability_random_state=rule.random_state,
         )
         z = space.fit_transform(frame)
         selector.fit(z)
@@ -248,4 +263,6 @@ def clusterer_from_spec(spec: SegmentationSpec, without: Sequence[str] = ()) -> 
         fill={f: v for f, v in c.fill if f not in without},
         naming=c.naming,
         quantile_features=[f for f in c.quantile_features if f not in without],
+        scaled_log_features={f: v for f, v in c.scaled_log_features if f not in without},
+        k_selection=c.k_selection,
     )

@@ -98,22 +98,30 @@ def _signed_expm1(y: np.ndarray) -> np.ndarray:
 
 
 class ShapeColumns(TransformerMixin, BaseEstimator):
-    """Signed log1p on ``log_columns``, normal scores on ``quantile_columns`` (column indexes,
-    disjoint), the other columns unchanged."""
+    """Signed log1p on ``log_columns``, signed ``log1p(x / scale)`` on ``log_scales`` (column
+    index -> scale: linear below the scale, logarithmic above it), normal scores on
+    ``quantile_columns`` (column indexes, disjoint), the other columns unchanged."""
 
     def __init__(
         self,
         log_columns: Sequence[int] = (),
         quantile_columns: Sequence[int] = (),
         random_state: int | None = None,
+        log_scales: Mapping[int, float] | None = None,
     ) -> None:
         self.log_columns = log_columns
         self.quantile_columns = quantile_columns
         self.random_state = random_state
+        self.log_scales = log_scales
 
     def fit(self, matrix: np.ndarray, y: object = None) -> ShapeColumns:
         """Learn the quantiles of the quantile columns."""
-        if set(self.log_columns) & set(self.quantile_columns):
+        scaled = set(self.log_scales or {})
+        if (
+            set(self.log_columns) & set(self.quantile_columns)
+            or scaled & set(self.log_columns)
+            or scaled & set(self.quantile_columns)
+        ):
             raise ValueError("a column is either log- or quantile-transformed, not both")
         cols = list(self.quantile_columns)
         self.quantile_ = (
@@ -142,6 +150,12 @@ class ShapeColumns(TransformerMixin, BaseEstimator):
         out = np.asarray(matrix, dtype=np.float64).copy()  # C order, as KMeans prefers
         for j in self.log_columns:
             out[:, j] = log_step(out[:, j])
+        # versions pickled before scaled logs existed have no log_scales
+        for j, scale in (getattr(self, "log_scales", None) or {}).items():
+            if quantile_method == "transform":
+                out[:, j] = log_step(out[:, j] / scale)
+            else:
+                out[:, j] = log_step(out[:, j]) * scale
         if self.quantile_ is not None:
             cols = list(self.quantile_columns)
             out[:, cols] = getattr(self.quantile_, quantile_method)(matrix[:, cols])
@@ -154,11 +168,16 @@ def clustering_space(
     log_features: Sequence[str],
     quantile_features: Sequence[str],
     random_state: int | None,
+    scaled_log_features: Mapping[str, float] | None = None,
 ) -> Pipeline:
     """The unfitted pipeline from user_features to the scaled space KMeans clusters in."""
-    unknown = (set(log_features) | set(quantile_features)) - set(features)
+    scales = dict(scaled_log_features or {})
+    unknown = (set(log_features) | set(quantile_features) | set(scales)) - set(features)
     if unknown:
-        raise ValueError(f"log_features / quantile_features not in features: {sorted(unknown)}")
+        raise ValueError(
+            f"log_features / quantile_features / scaled_log_features not in features: "
+            f"{sorted(unknown)}"
+        )
     if set(quantile_features) & set(log_features):
         raise ValueError("quantile_features: a subset of features, disjoint from log_features")
     columns = list(features)
@@ -171,6 +190,7 @@ def clustering_space(
                     log_columns=[j for j, f in enumerate(columns) if f in log_features],
                     quantile_columns=[j for j, f in enumerate(columns) if f in quantile_features],
                     random_state=random_state,
+                    log_scales={j: float(scales[f]) for j, f in enumerate(columns) if f in scales},
                 ),
             ),
             ("scale", StandardScaler()),

@@ -84,6 +84,40 @@ def _jaccard_best(reference: np.ndarray, refit: np.ndarray, k_ref: int, k_fit: i
     return best
 
 
+def bootstrap_refits(
+    z: np.ndarray,
+    reference: np.ndarray,
+    k: int,
+    n_init: int,
+    random_state: int,
+    refits: int,
+    rng: np.random.Generator,
+    minibatch: bool = False,
+) -> tuple[list[float], np.ndarray]:
+    """Refit KMeans with ``k`` clusters on ``refits`` bootstrap draws (from ``rng``) of ``z``.
+
+    Returns the ARI of each refit's assignment of all of ``z`` against ``reference`` (labels
+    0..k-1) and, per refit and reference cluster, the best Jaccard with a refit cluster on the
+    drawn users (NaN where the draw holds none of the cluster).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from dagster_project.lib.segmentation.clustering.k_selection import new_kmeans
+
+    n = z.shape[0]
+    aris: list[float] = []
+    jaccards = np.zeros((refits, k))
+    for b in range(refits):
+        draw = rng.integers(0, n, size=n)
+        estimator = new_kmeans(k, n_init, random_state + b + 1, minibatch)
+        estimator.fit(z[draw])
+        assigned = estimator.predict(z)
+        aris.append(float(adjusted_rand_score(reference, assigned)))
+        in_sample = np.unique(draw)
+        jaccards[b] = _jaccard_best(reference[in_sample], assigned[in_sample], k, k)
+    return aris, jaccards
+
+
 def bootstrap_stability(
     model: SegmentClusterer,
     frame: pl.DataFrame,
@@ -96,10 +130,6 @@ def bootstrap_stability(
     Above ``sample_size`` users the bootstrap draws from a fixed-seed random sample of that size,
     so a retrain on 1M users costs ``refits`` fits on 20 000 users, not on 1M.
     """
-    from sklearn.metrics import adjusted_rand_score
-
-    from dagster_project.lib.segmentation.clustering.k_selection import new_kmeans
-
     if refits < 2:
         raise ValueError("need at least 2 bootstrap refits")
     z = model.scaled(frame)
@@ -110,18 +140,10 @@ def bootstrap_stability(
         n = sample_size
     reference = model.label_map_[model.estimator_.predict(z)]  # canonical index 0..k-1
     k = model.k_
-    aris: list[float] = []
-    jaccards = np.zeros((refits, k))
-    for b in range(refits):
-        draw = rng.integers(0, n, size=n)
-        estimator = new_kmeans(
-            k, model.n_init, random_state + b + 1, model.algorithm_ == "minibatch_kmeans"
-        )
-        estimator.fit(z[draw])
-        assigned = estimator.predict(z)
-        aris.append(float(adjusted_rand_score(reference, assigned)))
-        in_sample = np.unique(draw)
-        jaccards[b] = _jaccard_best(reference[in_sample], assigned[in_sample], k, k)
+    minibatch = model.algorithm_ == "minibatch_kmeans"
+    aris, jaccards = bootstrap_refits(
+        z, reference, k, model.n_init, random_state, refits, rng, minibatch
+    )
     mean_jaccard = np.nanmean(jaccards, axis=0)
     return StabilityReport(
         refits=refits,
