@@ -5,6 +5,7 @@ campaign_exposure_segments."""
 import dagster as dg
 
 from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource, preview
+from dagster_project.lib.core.warehouse import frame_in_transaction
 
 CAMPAIGN_EFFECTS = dg.AssetKey(["marts", "campaign_effects"])
 CAMPAIGN_EXPOSURES = dg.AssetKey(["marts", "fct_campaign_exposures"])
@@ -62,18 +63,10 @@ def campaign_effects(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             "select max(latest_snapshot_date) from marts.fct_campaign_exposures"
         ).fetchall()
         frame = campaign_effects(rows, as_of[0][0])
-        con.register("__effects", frame.to_arrow())
-        try:
-            con.execute("begin transaction")
+        with frame_in_transaction(con, "__effects", frame):
             con.execute(f"drop table if exists {RELATION}")
             con.execute(contract_ddl())
             con.execute(f"insert into {RELATION} by name select * from __effects")
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
-        finally:
-            con.unregister("__effects")
     pooled = frame.filter(frame["scheme"] == "all")
     return dg.MaterializeResult(
         metadata={

@@ -66,19 +66,29 @@ def replace_rows(
     con.execute(f"create schema if not exists {schema}")
     add_missing_columns(con, relation, frame)
     where = " and ".join(f"{column} = ?" for column in key)
-    con.register("__rows", frame.to_arrow())
-    try:
-        con.execute("begin transaction")
+    with frame_in_transaction(con, "__rows", frame):
         con.execute(f"create table if not exists {relation} as select * from __rows limit 0")
         con.execute(f"delete from {relation} where {where}", list(key.values()))
         con.execute(f"insert into {relation} by name select * from __rows")
+    return frame.height
+
+
+@contextmanager
+def frame_in_transaction(
+    con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame
+) -> Iterator[None]:
+    """``frame`` visible as the view ``name`` inside one transaction: committed when the block
+    ends, rolled back when it raises, so readers see all of a write or none of it."""
+    con.register(name, frame.to_arrow())
+    try:
+        con.execute("begin transaction")
+        yield
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
     finally:
-        con.unregister("__rows")
-    return frame.height
+        con.unregister(name)
 
 
 def replace_snapshot(

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dagster_project.lib.core.warehouse import frame_in_transaction
 from dagster_project.lib.ingestion.contract import IngestStats
 
 RELATION = "marts.data_quality_runs"
@@ -80,9 +81,7 @@ def _upsert(
     con: duckdb.DuckDBPyConnection, run_id: str, relation: str, rows: list[dict[str, Any]]
 ) -> None:
     frame = pl.DataFrame(rows, schema=SCHEMA)
-    con.register("__quality_rows", frame.to_arrow())
-    try:
-        con.execute("begin transaction")
+    with frame_in_transaction(con, "__quality_rows", frame):
         con.execute(
             f"delete from {RELATION} as t where run_id = ? and relation = ? and exists "
             "(select 1 from __quality_rows as q "
@@ -90,12 +89,6 @@ def _upsert(
             [run_id, relation],
         )
         con.execute(f"insert into {RELATION} by name select * from __quality_rows")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("__quality_rows")
 
 
 def _blank(run_id: str, relation: str, day: date | None) -> dict[str, Any]:
