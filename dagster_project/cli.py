@@ -234,6 +234,7 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
             _print_money(con)
         if table_exists(con, "marts", "model_quality"):
             _print_model_quality(con)
+        _print_clusters_skipped(con)
         _print_offers_note(con)
     print(f"Parquet exports: {paths.serving_parquet}")
     print(f"open the UI: DAGSTER_HOME={paths.dagster_home} STRATA_HOME={paths.home} make ui")
@@ -278,6 +279,29 @@ def _print_offers_note(con) -> None:
         return
     if scalar(con, "select count(*) from marts.user_next_best_categories") == 0:
         print(OFFERS_NOTE)
+
+
+def clusters_skipped_note(snapshot_date: object, reason: str | None) -> str | None:
+    """What the summary says when the newest snapshot has no clusters (None when it has)."""
+    if reason is None:
+        return None
+    return f"clusters: skipped on {snapshot_date}, cluster_id is NULL ({reason})"
+
+
+def _print_clusters_skipped(con) -> None:
+    """Below clustering.min_users nothing is clustered: say so, with the reason."""
+    from dagster_project.lib.core.warehouse import table_exists
+
+    if not table_exists(con, "marts", "user_segments_daily"):
+        return
+    row = con.execute(
+        "select snapshot_date, max(cluster_reason) from marts.user_segments_daily "
+        "where snapshot_date = (select max(snapshot_date) from marts.user_segments_daily) "
+        "group by snapshot_date having count(cluster_id) = 0"
+    ).fetchone()
+    note = clusters_skipped_note(*row) if row else None
+    if note:
+        print(note)
 
 
 def _print_model_quality(con) -> None:

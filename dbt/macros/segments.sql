@@ -4,6 +4,7 @@
     CTE or relation with the segment and label columns of every scheme of `source` (all schemes
     when none); segment keys are text (the cluster id too). The schemes are the var
     segment_schemes: one union branch each, the same shape by design (portable SQL, no arrays).
+    A scheme marked nullable (the clusters: NULL below clustering.min_users) skips NULL keys.
 #}
 {% macro segment_memberships(relation, source='segments', columns=[]) -%}
     {%- for scheme in segment_schemes(source) %}
@@ -20,6 +21,9 @@
         {{ column }}
         {%- endfor %}
     from {{ relation }}
+        {%- if scheme.get("nullable") %}
+    where {{ scheme["segment_column"] }} is not null
+        {%- endif %}
     {%- endfor %}
 {%- endmacro %}
 

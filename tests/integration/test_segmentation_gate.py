@@ -128,3 +128,36 @@ def test_a_map_with_a_gap_fails_with_its_cells_and_blocks_the_segments(home, tmp
         "rfm_segment": ["r=5 f=4: unmatched", "r=5 f=5: unmatched"]
     }
     assert not materialized(result) & {"models/segment_clusters", "marts/user_segments_daily"}
+
+
+def test_too_few_users_to_cluster_fits_nothing_and_leaves_the_clusters_null(
+    home, tmp_path, monkeypatch
+):
+    def unreachable(raw):
+        raw["clustering"]["min_users"] = 10_000
+
+    use_spec(monkeypatch, edited_spec(tmp_path, unreachable))
+    store = ModelStore(settings.strata_paths(home).model_store)
+    before = len(store.versions("segment_clusters"))
+    result = run(home, DAY1, refit=True)
+    assert result.success
+    gate = check_evaluations(result)["models/segment_clusters:segment_clusters_pass_stability_gate"]
+    assert gate.passed
+    reason = gate.metadata["by_day"].value[DAY1.isoformat()]["clusters_skipped"]
+    assert reason.startswith("too few users to cluster: ") and reason.endswith(
+        " < min_users (10000)"
+    )
+    assert len(store.versions("segment_clusters")) == before  # nothing fitted
+    assert check_evaluations(result)[
+        "marts/user_segments_daily:user_segments_cover_every_user"
+    ].passed
+    with duckdb.connect(str(settings.strata_paths(home).warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select count(*), count(cluster_id), count(cluster_name), count(model_version), "
+            "count(rfm_segment), min(cluster_reason), max(cluster_reason) "
+            "from marts.user_segments_daily where snapshot_date = ?",
+            [DAY1],
+        ).fetchone()
+    users, ids, names, versions, rfm, low, high = rows
+    assert users > 0 and (ids, names, versions) == (0, 0, 0) and rfm == users
+    assert low == high == reason

@@ -82,3 +82,28 @@ def test_the_summary_says_when_orders_have_no_money():
     assert none.startswith("money: none of the 120 orders has an amount")
     assert "CLV and the simple LTV are NULL" in none and "BG/NBD, P(alive) and churn work" in none
     assert money_note(120, 100).startswith("money: 20 of 120 orders have no amount")
+
+
+def test_the_summary_says_when_the_newest_snapshot_was_too_small_to_cluster(capsys):
+    """Only the newest snapshot counts: clusters on an earlier day do not hide the skip."""
+    import duckdb
+
+    from dagster_project.cli import _print_clusters_skipped
+
+    reason = "too few users to cluster: 12 < min_users (50)"
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.user_segments_daily as select * from (values "
+        "('u1', date '2024-03-30', 1, null), "
+        "('u1', date '2024-03-31', null, ?), ('u2', date '2024-03-31', null, ?)"
+        ") as t(user_id, snapshot_date, cluster_id, cluster_reason)",
+        [reason, reason],
+    )
+    _print_clusters_skipped(con)
+    assert capsys.readouterr().out == (
+        f"clusters: skipped on 2024-03-31, cluster_id is NULL ({reason})\n"
+    )
+    con.execute("update marts.user_segments_daily set cluster_id = 2 where user_id = 'u2'")
+    _print_clusters_skipped(con)
+    assert capsys.readouterr().out == ""

@@ -17,8 +17,10 @@ from dagster_project.lib.segmentation.clustering.clusterer import clusterer_from
 from dagster_project.lib.segmentation.model import (
     SegmentModel,
     cluster_names,
+    cluster_skip_reason,
     load_name_overrides,
     train_segment_model,
+    unclustered,
 )
 from dagster_project.lib.segmentation.spec import SegmentationSpec
 from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
@@ -207,3 +209,44 @@ def test_without_money_the_clusters_are_fitted_on_the_other_features() -> None:
     assert len(set(ids.tolist())) == model.clusterer.k_ >= 3
     assert model.explain(frame, ids).null_count() == 0
     assert cluster_names(model)["cluster_name"].null_count() == 0
+
+
+def test_below_min_users_nothing_is_fitted_and_the_clusters_are_null_with_the_reason() -> None:
+    spec = small_spec()
+    assert spec.clustering.min_users == 50  # the shipped default; the 300-user fixture clears it
+    tiny = user_features(spec.clustering.min_users - 1, seed=6)
+    reason = cluster_skip_reason(tiny, spec)
+    assert reason == "too few users to cluster: 49 < min_users (50)"
+    with pytest.raises(ValueError, match=r"too few users to cluster: 49 < min_users \(50\)"):
+        train_segment_model(tiny, spec)
+    columns = unclustered(tiny.get_column("user_id"), reason)
+    assert columns.height == tiny.height
+    assert columns.get_column("cluster_id").null_count() == tiny.height
+    assert columns.get_column("cluster_name").null_count() == tiny.height
+    assert set(columns.get_column("cluster_reason")) == {reason}
+
+
+def test_fewer_users_than_k_min_is_too_few_whatever_min_users_says() -> None:
+    spec = small_spec()
+    spec = dataclasses.replace(spec, clustering=dataclasses.replace(spec.clustering, min_users=1))
+    pair = user_features(2, seed=6)
+    assert cluster_skip_reason(pair, spec) == "too few users to cluster: 2 < k_min (3)"
+    assert cluster_skip_reason(pair.head(0), spec) == "too few users to cluster: 0 < min_users (1)"
+
+
+def test_at_min_users_the_model_is_fitted() -> None:
+    spec = small_spec()
+    frame = user_features(spec.clustering.min_users, seed=6)
+    assert cluster_skip_reason(frame, spec) is None
+    model = train_segment_model(frame, spec)
+    assert model.predict(frame).shape == (frame.height,)
+    assert model.clusterer.k_ >= spec.clustering.k_min
+
+
+def test_min_users_must_be_a_positive_integer(tmp_path: Path) -> None:
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    for bad, message in (("0", "min_users must be >= 1"), ("2.5", "min_users")):
+        path = tmp_path / "segmentation.yml"
+        path.write_text(text.replace("min_users: 50", f"min_users: {bad}"), encoding="utf-8")
+        with pytest.raises(ValueError, match=message):
+            load_segmentation_spec(path)

@@ -201,17 +201,30 @@ def _write_version_tables(
 def segment_clusters(
     context: dg.AssetExecutionContext, config: ModelFitConfig, warehouse: WarehouseResource
 ):
-    from dagster_project.lib.segmentation.model import load_name_overrides, train_segment_model
+    from dagster_project.lib.segmentation.model import (
+        cluster_skip_reason,
+        load_name_overrides,
+        train_segment_model,
+    )
     from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
     spec = load_segmentation_spec(SEGMENTATION_SPEC)
     overrides = load_name_overrides(NAME_OVERRIDES)
     store = ModelStore(warehouse.paths.model_store)
     digest = spec_hash(SEGMENTATION_SPEC)
-    written: dict[dg.AssetKey, int] = {}
+    written: dict[dg.AssetKey, int] = dict.fromkeys(
+        (MODEL_CANDIDATES, CLUSTER_PROFILES, CLUSTER_LINEAGE), 0
+    )
+    skipped: dict[str, str] = {}
+    version = None
     with warehouse.connect() as con:
         for day in partition_days(context):
             features = features_as_of(con, day)
+            too_few = cluster_skip_reason(features, spec)
+            if too_few is not None:  # no fit: user_segments_daily leaves the clusters NULL
+                context.log.warning(f"{day}: clusters skipped: {too_few}")
+                skipped[day.isoformat()] = too_few
+                continue
             previous = store.latest_as_of(CLUSTER_MODEL.name, day, None, promoted_only=True)
 
             def fit(features: pl.DataFrame = features, previous: Any = previous) -> Any:
@@ -239,6 +252,16 @@ def segment_clusters(
                 written[key] = written.get(key, 0) + rows
             if serving is not None and serving.version != version.version:
                 _write_version_tables(con, serving, _load_segment_model(store, serving), overrides)
+    if version is None:  # every day below the minimum: nothing fitted, nothing written
+        for key in (CLUSTER_MODEL.asset_key, MODEL_CANDIDATES, CLUSTER_PROFILES, CLUSTER_LINEAGE):
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "clusters_skipped": dg.MetadataValue.json(skipped),
+                    **({} if key == CLUSTER_MODEL.asset_key else {"dagster/row_count": 0}),
+                },
+            )
+        return
     from dagster_project.lib.reporting.charts import k_selection_chart, markdown_image
 
     metrics = version.metrics
@@ -252,6 +275,7 @@ def segment_clusters(
         asset_key=CLUSTER_MODEL.asset_key,
         metadata={
             "model_version": version.version,
+            "clusters_skipped": dg.MetadataValue.json(skipped),
             "trained_as_of": version.as_of.isoformat(),
             "fitted_in_this_run": fitted_now,
             "promoted": version.promoted,
@@ -319,7 +343,12 @@ def segment_clusters(
 )
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     from dagster_project.lib.segmentation.maps import assign_custom_maps
-    from dagster_project.lib.segmentation.model import cluster_names, load_name_overrides
+    from dagster_project.lib.segmentation.model import (
+        cluster_names,
+        cluster_skip_reason,
+        load_name_overrides,
+        unclustered,
+    )
     from dagster_project.lib.segmentation.rules.assign import (
         assign_rule_segments,
         explain_rule_segments,
@@ -338,24 +367,30 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
             cuts = compute_cuts(features, spec)
             rules = assign_rule_segments(features, spec, cuts)
             reasons = explain_rule_segments(features, rules, spec, cuts)
-            version = CLUSTER_MODEL.version_for(store, day, promoted_only=True)
-            model = _load_segment_model(store, version)
-            ids = model.predict(features)
-            segments = (
-                pl.concat([rules, reasons.drop("user_id")], how="horizontal")
-                .with_columns(
+            segments = pl.concat([rules, reasons.drop("user_id")], how="horizontal")
+            too_few = cluster_skip_reason(features, spec)
+            if too_few is not None:  # segment_clusters fitted nothing: NULL clusters, and why
+                context.log.warning(f"{day}: clusters skipped: {too_few}")
+                version = None
+                segments = segments.join(
+                    unclustered(rules.get_column("user_id"), too_few), on="user_id", how="left"
+                )
+            else:
+                version = CLUSTER_MODEL.version_for(store, day, promoted_only=True)
+                model = _load_segment_model(store, version)
+                ids = model.predict(features)
+                segments = segments.with_columns(
                     pl.Series("cluster_id", ids, dtype=pl.Int32),
                     model.explain(features, ids),
-                )
-                .join(cluster_names(model, overrides), on="cluster_id", how="left")
-            )
+                ).join(cluster_names(model, overrides), on="cluster_id", how="left")
             lineage = [
                 pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
                 pl.lit(rules_version).alias("rules_version"),
                 pl.lit(context.run.run_id).alias("run_id"),
             ]
             segments = segments.with_columns(
-                *lineage, pl.lit(version.version).alias("model_version")
+                *lineage,
+                pl.lit(version.version if version else None, dtype=pl.Utf8).alias("model_version"),
             ).select(
                 "user_id",
                 "snapshot_date",
@@ -377,7 +412,12 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
             )
     from dagster_project.lib.reporting.charts import markdown_image, rf_heatmap
 
-    sizes = segments.group_by("cluster_id", "cluster_name").len().sort("cluster_id")
+    sizes = (
+        segments.filter(pl.col("cluster_id").is_not_null())
+        .group_by("cluster_id", "cluster_name")
+        .len()
+        .sort("cluster_id")
+    )
     heatmap = rf_heatmap(
         segments.select("user_id", "r_score", "f_score").join(
             features.select("user_id", "monetary"), on="user_id", how="left"
@@ -387,7 +427,8 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
         asset_key=USER_SEGMENTS,
         metadata={
             "dagster/row_count": rows,
-            "model_version": version.version,
+            "model_version": version.version if version else None,
+            "clusters_skipped": too_few,
             # plain numbers, so the UI plots each cluster's size over runs
             **{f"users/cluster_{cid}": n for cid, _, n in sizes.iter_rows()},
             "rf_heatmap": dg.MetadataValue.md(

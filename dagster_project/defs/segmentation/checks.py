@@ -47,12 +47,23 @@ def segment_clusters_pass_stability_gate(
     promoted version still scores the day (daily scoring goes on with it; the evidence shows why
     the refit was refused), or when the version is the model's first and was promoted below the
     thresholds by policy (stability.promote_first_version). It fails with ERROR, blocking the
-    segment tables, only when no promoted version can score the day."""
+    segment tables, only when no promoted version can score the day. A day with too few users to
+    cluster (clustering.min_users) passes: nothing was fitted and its clusters are NULL."""
+    from dagster_project.defs.models import features_as_of
+    from dagster_project.lib.segmentation.model import cluster_skip_reason
+    from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
+
+    spec = load_segmentation_spec(SEGMENTATION_SPEC)
     store = ModelStore(warehouse.paths.model_store)
     digest = spec_hash(SEGMENTATION_SPEC)
     evidence: dict[str, dict] = {}
     passed, stranded = True, False
     for day in partition_days(context):
+        with warehouse.connect() as con:
+            too_few = cluster_skip_reason(features_as_of(con, day), spec)
+        if too_few is not None:
+            evidence[day.isoformat()] = {"clusters_skipped": too_few}
+            continue
         candidate = store.latest_as_of(CLUSTER_MODEL.name, day, digest)
         serving = serving_version(store, day)
         stability = candidate.metrics.get("stability", {}) if candidate else {}

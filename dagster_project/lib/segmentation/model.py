@@ -250,6 +250,33 @@ class SegmentModel:
         ]
 
 
+def cluster_skip_reason(features: pl.DataFrame, spec: SegmentationSpec) -> str | None:
+    """Why ``features`` are too few to cluster (None when they are enough): fewer distinct users
+    than the spec's ``clustering.min_users``, or than ``k_min`` clusters."""
+    c = spec.clustering
+    users = features.get_column("user_id").n_unique() if features.height else 0
+    for name, minimum in (("min_users", c.min_users), ("k_min", c.k_min)):
+        if users < minimum:
+            return f"too few users to cluster: {users} < {name} ({minimum})"
+    return None
+
+
+def unclustered(users: pl.Series, reason: str) -> pl.DataFrame:
+    """The cluster columns of users no model scores: NULL ids and names, ``reason`` as the
+    cluster_reason."""
+    n = users.len()
+    return pl.DataFrame(
+        {
+            "user_id": users,
+            "cluster_id": pl.Series([None] * n, dtype=pl.Int32),
+            "cluster_name": pl.Series([None] * n, dtype=pl.Utf8),
+            "cluster_name_en": pl.Series([None] * n, dtype=pl.Utf8),
+            "cluster_name_zh": pl.Series([None] * n, dtype=pl.Utf8),
+            "cluster_reason": pl.Series([reason] * n, dtype=pl.Utf8),
+        }
+    )
+
+
 def _previous_clusterer(previous: Any) -> SegmentClusterer | None:
     if previous is None:
         return None
@@ -270,6 +297,9 @@ def train_segment_model(
     the model (``gate.promote``); the caller promotes the version or keeps it as a candidate.
     """
     c = spec.clustering
+    too_few = cluster_skip_reason(features, spec)
+    if too_few is not None:
+        raise ValueError(f"no segmentation model fitted: {too_few}")
     # a feature NULL for every user carries nothing to cluster on: the money of a source
     # without money (monetary, avg_order_value); the model is fitted on the others
     left_out = tuple(

@@ -18,6 +18,7 @@ class SegmentScheme:
     source: str  # segments: user_segments_daily; values: user_value_daily
     segment_column: str
     label_column: str
+    nullable: bool = False  # NULL keys are skipped (cluster: below clustering.min_users)
 
 
 @functools.cache

@@ -282,6 +282,9 @@ class ClusteringSpec:
     matching: MatchingSpec = field(default_factory=MatchingSpec)
     surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
     quality: QualitySpec = field(default_factory=QualitySpec)
+    # below this many users with features (or below k_min) no version is fitted: the cluster
+    # columns are NULL with a reason
+    min_users: int = 50
 
 
 @dataclass(frozen=True)

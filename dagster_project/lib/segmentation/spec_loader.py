@@ -150,6 +150,7 @@ class _ClusteringIn(SpecModel):
     silhouette_sample: StrictInt
     min_share: float
     minibatch_above: StrictInt
+    min_users: StrictInt = 50
     k_selection: dataclass_model(KSelectionSpec) | None = None  # type: ignore[valid-type]
     stability: dataclass_model(StabilitySpec) | None = None  # type: ignore[valid-type]
     matching: dataclass_model(MatchingSpec) | None = None  # type: ignore[valid-type]
@@ -241,6 +242,8 @@ def _validate(spec: SegmentationSpec) -> None:
     cl = spec.clustering
     if not 2 <= cl.k_min <= cl.k_max:
         raise ValueError("clustering: need 2 <= k_min <= k_max")
+    if cl.min_users < 1:
+        raise ValueError("clustering: min_users must be >= 1")
     if not set(cl.log_features) <= set(cl.features):
         raise ValueError("clustering: log_features must be a subset of features")
     if not set(cl.quantile_features) <= set(cl.features):
@@ -341,6 +344,7 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
             silhouette_sample=c.silhouette_sample,
             min_share=c.min_share,
             minibatch_above=c.minibatch_above,
+            min_users=c.min_users,
             quantile_features=tuple(c.quantile_features or ()),
             scaled_log_features=tuple((c.scaled_log_features or {}).items()),
             k_selection=_section(KSelectionSpec, c.k_selection),
