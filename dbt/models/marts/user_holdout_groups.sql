@@ -43,7 +43,7 @@ final as (
         ) as holdout_group,
         holdout_bucket < {{ holdout_buckets }} as is_holdout,
         cast(holdout_bucket as integer) as holdout_bucket,
-        cast({{ share }} as double) as holdout_share
+        cast({{ share }} as double precision) as holdout_share
     from bucketed
 )
 
