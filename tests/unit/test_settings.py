@@ -120,13 +120,32 @@ def test_duckdb_gets_a_memory_limit_threads_and_a_spill_folder_from_the_machine(
     assert limit.replace(" ", "") in ("1.5GB", "1.3GiB", "1.4GiB")  # DuckDB shows it its way
     assert threads == 1 and spill == str(tmp_path / "tmp" / "duckdb")
 
-    # dbt's connection reads the same values from the environment strata exports
+    # dbt's connection reads the same values from the environment strata exports, and the
+    # spill folder exists before dbt's first spill (DuckDB makes only its last level)
+    (tmp_path / "tmp" / "duckdb").rmdir()
+    (tmp_path / "tmp").rmdir()
     settings.export_runtime_environment(tmp_path, sample_data=True)
     assert os.environ["STRATA_DUCKDB_MEMORY_LIMIT"] == "1.5GB"
     assert os.environ["STRATA_DUCKDB_TEMP_DIRECTORY"] == str(tmp_path / "tmp" / "duckdb")
+    assert (tmp_path / "tmp" / "duckdb").is_dir()
 
     for name, bad in (("STRATA_DUCKDB_MEMORY_LIMIT", "lots"), ("STRATA_DUCKDB_THREADS", "0")):
         env.setenv(name, bad)
         with pytest.raises(settings.SettingsError, match=name):
             settings.duckdb_settings(tmp_path)
         env.delenv(name)
+
+
+def test_a_query_larger_than_the_memory_limit_spills_into_a_new_home(tmp_path):
+    """At 1M users a catch-up's daily facts spill; the spill folder's parents did not exist."""
+    from dagster_project.lib.core.warehouse import connect
+
+    home = tmp_path / "new-home"
+    options = {**settings.duckdb_settings(home), "memory_limit": "64MB", "threads": "1"}
+    assert not Path(options["temp_directory"]).parent.exists()
+    with connect(home / "warehouse.duckdb", settings=options) as con:
+        con.execute(
+            "create table sorted as select i, md5(i::varchar) as h from range(3000000) t(i) "
+            "order by h"
+        )
+        assert con.execute("select count(*) from sorted").fetchall()[0][0] == 3_000_000

@@ -248,8 +248,11 @@ def export_runtime_environment(home: Path, sample_data: bool | None = None) -> N
     # per home: dbt's saved parse is only reusable for the profile (warehouse path) it was made for
     os.environ["DBT_TARGET_PATH"] = str(StrataPaths(home).dbt_target)
     # dbt's DuckDB connection (dbt/profiles.yml `settings`) reads the same values as ours
-    for name, value in duckdb_settings(home).items():
+    options = duckdb_settings(home)
+    for name, value in options.items():
         os.environ[f"STRATA_DUCKDB_{name.upper()}"] = value
+    # DuckDB makes only the last folder of temp_directory: a first spill would fail without it
+    Path(options["temp_directory"]).mkdir(parents=True, exist_ok=True)
     for name, value in defaults.items():
         if not os.environ.get(name):  # an empty line copied from .env.example counts as unset
             os.environ[name] = value
