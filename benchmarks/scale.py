@@ -12,7 +12,11 @@ grouped by stage. The floor is one plain DuckDB scan of the same landing files (
 every column read): no pipeline can ingest the data faster than it can read it once, so the
 ratio to the floor says how much of the run is work beyond reading.
 
-Without --home the data lives in a temporary folder that is removed at the end.
+Without --home the data lives in a temporary folder that is removed at the end. With --home,
+``--reuse`` keeps the landing files a previous call generated there (same --users, --days,
+--seed and --format) and starts again from an empty warehouse; ``--next-day-only`` restores the
+state a previous call saved right after its catch-up and times only the next-day run (to measure
+a change to the daily path without a 15-minute catch-up at 1M users).
 """
 
 from __future__ import annotations
@@ -133,6 +137,75 @@ def print_run(name: str, wall: float, peak: int, steps: list[tuple[str, str, flo
     print(f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}")
 
 
+def report(runs: list, landing: Path, logs: Path) -> None:
+    floor = floor_seconds(landing)
+    for name, wall, peak, steps in runs:
+        print_run(name, wall, peak, steps)
+    print(f"\nfloor (one DuckDB scan of every landing file): {floor:,.1f} s")
+    for name, wall, _, _ in runs:
+        print(f"  {name}: {wall / floor:,.1f} x the floor")
+    print(f"\nslowest steps of the next-day run ({logs}):")
+    for job, key, seconds in sorted(runs[-1][3], key=lambda r: -r[2])[:10]:
+        print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
+
+
+# what the benchmark keeps under --home across calls; everything else there is a run's output
+INPUTS = ("landing", "held-back", "truth", "generated-with.txt", "benchmark-logs", "after-catch-up")
+
+
+def remove_run_state(home: Path) -> None:
+    for entry in home.iterdir():
+        if entry.name not in INPUTS:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def copy_run_state(source: Path, destination: Path) -> None:
+    for entry in source.iterdir():
+        if entry.name not in INPUTS:
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, destination / entry.name)
+
+
+def return_held_back_days(home: Path) -> None:
+    for day_dir in (home / "held-back").glob("*/*"):
+        target = home / "landing" / day_dir.parent.name / day_dir.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(day_dir), str(target))
+
+
+def restart_from_landing(home: Path) -> None:
+    """Everything a run wrote goes; the held-back day returns to landing for a new catch-up."""
+    remove_run_state(home)
+    shutil.rmtree(home / "after-catch-up", ignore_errors=True)
+    return_held_back_days(home)
+
+
+def save_state(home: Path, saved: Path) -> None:
+    """The home as the catch-up left it (the last day still held back), for --next-day-only."""
+    shutil.rmtree(saved, ignore_errors=True)
+    saved.mkdir()
+    copy_run_state(home, saved)
+
+
+def next_day_only(home: Path, saved: Path, env: dict[str, str], logs: Path) -> int:
+    if not saved.is_dir():
+        print(f"--next-day-only: no saved catch-up state in {saved}; run without it first")
+        return 2
+    remove_run_state(home)
+    copy_run_state(saved, home)
+    return_held_back_days(home)  # every day landed; the warehouse has all but the last
+    since = time.time()
+    log = logs / "next-day-run.log"
+    wall, peak, code = timed_process([*STRATA, "run", "--home", str(home)], env, log)
+    if code:
+        print(log.read_text()[-5000:])
+        return code
+    steps = step_seconds(home / "dagster", since)
+    report([("next-day run", wall, peak, steps)], home / "landing", logs)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
@@ -140,7 +213,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--home", type=Path, default=None, help="keep the data here")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the landing files generated in --home"
+    )
+    parser.add_argument(
+        "--next-day-only",
+        action="store_true",
+        help="restore --home's saved post-catch-up state and time the next-day run alone",
+    )
     args = parser.parse_args()
+    if (args.reuse or args.next_day_only) and not args.home:
+        parser.error("--reuse and --next-day-only need --home")
 
     scratch = None if args.home else tempfile.mkdtemp(prefix="strata-scale-")
     home = (args.home or Path(scratch)).resolve()
@@ -149,6 +232,16 @@ def main() -> int:
     try:
         home.mkdir(parents=True, exist_ok=True)
         logs.mkdir(exist_ok=True)
+        saved = home / "after-catch-up"
+        stamp = home / "generated-with.txt"
+        wanted = f"{args.users} {args.days} {args.seed} {args.format}\n"
+        if args.next_day_only:
+            return next_day_only(home, saved, env, logs)
+        reuse = args.reuse and stamp.exists() and stamp.read_text() == wanted
+        if args.reuse and not reuse:
+            print(f"--reuse: {home} holds no landing files generated with these arguments")
+        if reuse:
+            restart_from_landing(home)
         generate = [
             *STRATA,
             "generate",
@@ -163,17 +256,21 @@ def main() -> int:
             "--home",
             str(home),
         ]
-        wall, peak, code = timed_process(generate, env, logs / "generate.log")
-        if code:
-            print((logs / "generate.log").read_text())
-            return code
+        if not reuse:
+            stamp.unlink(missing_ok=True)
+            wall, peak, code = timed_process(generate, env, logs / "generate.log")
+            if code:
+                print((logs / "generate.log").read_text())
+                return code
+            stamp.write_text(wanted)
         landing = home / "landing"
         size = sum(f.stat().st_size for f in landing.rglob("*") if f.is_file())
         print(
             f"{args.users:,} users x {args.days} days: landing files ({args.format}) "
             f"{size / 2**20:,.0f} MiB"
         )
-        print(f"generate: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB")
+        if not reuse:
+            print(f"generate: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB")
 
         last_day = max(p.name for p in (landing / "orders").iterdir())
         held = home / "held-back"
@@ -185,6 +282,8 @@ def main() -> int:
         runs = []
         for name in ("catch-up run", "next-day run"):
             if name == "next-day run":
+                if args.home:  # for --next-day-only
+                    save_state(home, saved)
                 for day_dir in held.glob(f"*/{last_day}"):
                     shutil.move(str(day_dir), str(landing / day_dir.parent.name / last_day))
             since = time.time()
@@ -196,15 +295,7 @@ def main() -> int:
                 return code
             runs.append((name, wall, peak, step_seconds(home / "dagster", since)))
 
-        floor = floor_seconds(landing)
-        for name, wall, peak, steps in runs:
-            print_run(name, wall, peak, steps)
-        print(f"\nfloor (one DuckDB scan of every landing file): {floor:,.1f} s")
-        for name, wall, _, _ in runs:
-            print(f"  {name}: {wall / floor:,.1f} x the floor")
-        print(f"\nslowest steps of the next-day run ({logs}):")
-        for job, key, seconds in sorted(runs[-1][3], key=lambda r: -r[2])[:10]:
-            print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
+        report(runs, landing, logs)
         return 0
     finally:
         if scratch:
