@@ -6,6 +6,8 @@ appear in the UI's run history."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -149,7 +151,9 @@ def _run_locked(
     landed = _landed_days(paths)
     _check_partition_start(landed)
     snapshots = snapshot_dates(landed, day, start, end)
-    catch_up = [d for d in _stale_days(paths, say) if d not in snapshots]
+    stale = _stale_days(paths, say)
+    unfinished = read_unfinished_days(paths)
+    catch_up = sorted((set(stale) | unfinished) - set(snapshots))
     definitions = _load_definitions(landed)
     runner = _JobRunner(definitions, paths, verbose)
     report = RunReport(ok=True, log_file=None if verbose else runner.log_file, snapshots=snapshots)
@@ -157,11 +161,18 @@ def _run_locked(
     if report.abandoned_runs:
         ids = ", ".join(report.abandoned_runs)
         say(f"marked {len(report.abandoned_runs)} abandoned run(s) as failed: {ids}")
+    # written before anything runs, so that a killed process leaves them listed too
+    write_unfinished_days(paths, unfinished | set(catch_up) | set(snapshots))
     if catch_up:
         say(f"ingesting {len(catch_up)} landed day(s) {catch_up[0]} .. {catch_up[-1]} in one run")
+        if redo := sorted(set(catch_up) - set(stale)):
+            say(f"  of which {len(redo)} ingested before but never built: an earlier run failed")
         report.caught_up = catch_up
         tags = {RANGE_START_TAG: catch_up[0].isoformat(), RANGE_END_TAG: catch_up[-1].isoformat()}
         report.ok = runner.run(INGEST_JOB, f"ingesting {len(catch_up)} day(s)", tags=tags)
+        if report.ok:
+            unfinished -= set(catch_up)
+            write_unfinished_days(paths, unfinished | set(snapshots))
     for snapshot in snapshots:
         if not report.ok:
             break
@@ -169,9 +180,35 @@ def _run_locked(
         report.ok = runner.run(
             DAILY_JOB, f"snapshot {snapshot}", partition_key=snapshot.isoformat()
         )
+        if report.ok:
+            unfinished.discard(snapshot)
+            write_unfinished_days(paths, unfinished | {d for d in snapshots if d > snapshot})
     report.passed, report.failed = runner.passed, runner.failed
     report.stage_seconds = dict(runner.stage_seconds)
     return report
+
+
+# Days a `strata run` was asked to build and did not finish: a failed step or a killed process
+# after ingestion committed. Their landing files are ingested as they are, so they are not
+# stale, but their daily facts were never built: the next run builds them again.
+UNFINISHED_DAYS_FILE = "unfinished-days.json"
+
+
+def read_unfinished_days(paths: settings.StrataPaths) -> set[date]:
+    path = paths.home / UNFINISHED_DAYS_FILE
+    if not path.exists():
+        return set()
+    return {date.fromisoformat(day) for day in json.loads(path.read_text(encoding="utf-8"))}
+
+
+def write_unfinished_days(paths: settings.StrataPaths, days: set[date]) -> None:
+    path = paths.home / UNFINISHED_DAYS_FILE
+    if not days:
+        path.unlink(missing_ok=True)
+        return
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(sorted(d.isoformat() for d in days)), encoding="utf-8")
+    os.replace(scratch, path)  # a kill mid-write leaves the old list, never half of one
 
 
 def _landed_days(paths: settings.StrataPaths) -> list[date]:
