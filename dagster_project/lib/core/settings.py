@@ -66,10 +66,6 @@ class StrataPaths:
         return self.home / "dagster"
 
     @property
-    def duckdb_temp(self) -> Path:
-        return self.home / "tmp" / "duckdb"
-
-    @property
     def dbt_target(self) -> Path:
         """dbt artifacts of this home's runs, and the parse state later dbt calls start from."""
         return self.home / "dbt_target"
@@ -166,8 +162,12 @@ def duckdb_settings(home: Path) -> dict[str, str]:
     """What every connection that works on the warehouse sets (ours and dbt's, through the
     same environment variables): ``memory_limit`` (STRATA_DUCKDB_MEMORY_LIMIT, e.g. ``6GB``;
     default a quarter of the machine's memory), ``threads`` (STRATA_DUCKDB_THREADS; default
-    the cores this process may use) and ``temp_directory``, where DuckDB spills what does not fit
-    (``$STRATA_HOME/tmp/duckdb``)."""
+    the cores this process may use).
+
+    Not ``temp_directory``: DuckDB refuses to SET it again once a query has spilled, even to
+    the same folder, and dbt-duckdb SETs its settings on every cursor, so the first spill of a
+    dbt call failed every model after it. DuckDB's own default, ``warehouse.duckdb.tmp`` next to
+    the file, is under STRATA_HOME already."""
     memory = os.environ.get("STRATA_DUCKDB_MEMORY_LIMIT", "").strip()
     if not memory:
         mib = int(_machine_memory_bytes() * DEFAULT_DUCKDB_MEMORY_SHARE) // 2**20
@@ -182,7 +182,6 @@ def duckdb_settings(home: Path) -> dict[str, str]:
     return {
         "memory_limit": memory,
         "threads": threads,
-        "temp_directory": str(StrataPaths(home).duckdb_temp),
     }
 
 
@@ -248,11 +247,8 @@ def export_runtime_environment(home: Path, sample_data: bool | None = None) -> N
     # per home: dbt's saved parse is only reusable for the profile (warehouse path) it was made for
     os.environ["DBT_TARGET_PATH"] = str(StrataPaths(home).dbt_target)
     # dbt's DuckDB connection (dbt/profiles.yml `settings`) reads the same values as ours
-    options = duckdb_settings(home)
-    for name, value in options.items():
+    for name, value in duckdb_settings(home).items():
         os.environ[f"STRATA_DUCKDB_{name.upper()}"] = value
-    # DuckDB makes only the last folder of temp_directory: a first spill would fail without it
-    Path(options["temp_directory"]).mkdir(parents=True, exist_ok=True)
     for name, value in defaults.items():
         if not os.environ.get(name):  # an empty line copied from .env.example counts as unset
             os.environ[name] = value

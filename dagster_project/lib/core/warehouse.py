@@ -25,10 +25,6 @@ def connect(
     file shares one database instance, which refuses a second connection whose config differs
     (dbt's, in the same process, sets the same values the same way)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if spill := (settings or {}).get("temp_directory"):
-        # DuckDB creates only the last folder, and only when it first spills: a big day's
-        # first spill would fail on a missing parent
-        Path(spill).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     try:
         for name, value in (settings or {}).items():
