@@ -1,6 +1,9 @@
 """Session-wide test environment: a throwaway STRATA_HOME / DAGSTER_HOME and one dbt parse."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +23,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_RAM_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Every temporary directory of the session in RAM (/dev/shm) when there is one.
+
+    Dagster's SQLite storage syncs the disk on every event, and a small `strata run` records
+    about 1,500: on a disk that is some 15 s a run. Only without an explicit --basetemp; the
+    folder is removed at the end of the session.
+    """
+    shm = Path("/dev/shm")
+    if config.option.basetemp is None and shm.is_dir() and os.access(shm, os.W_OK):
+        config.option.basetemp = tempfile.mkdtemp(prefix="strata-pytest-", dir=shm)
+        config.stash[_RAM_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RAM_BASETEMP in config.stash:
+        shutil.rmtree(config.stash[_RAM_BASETEMP], ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The postgres tests need Debian's PostgreSQL server: `make test-postgres` (a CI step of
+    """Groups for `pytest -n` (xdist's loadgroup), and the postgres skip.
+
+    A worker builds the session and module fixtures its tests use. Every test reading the
+    shared pipeline sample (`pipeline_home`, one `strata run` of a minute and more) is in one
+    group, so one worker builds it; every other module is a group of its own, so a module's
+    fixtures (the shipped mappings' four runs, a generated sample) are built once.
+
+    The postgres tests need Debian's PostgreSQL server: `make test-postgres` (a CI step of
     its own) runs them; the default suite skips them."""
+    for item in items:
+        shares_the_sample = "pipeline_home" in getattr(item, "fixturenames", ())
+        group = "pipeline_home" if shares_the_sample else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
     if config.getoption("--postgres"):
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: run `make test-postgres`")
