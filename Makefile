@@ -31,9 +31,10 @@ prepare:
 
 # Quickstart step 2: the whole test suite (what CI runs). The report test renders the HTML
 # report in a real headless browser: Debian's chromium, installed here when it is missing.
-# One worker per core; tests that share a fixture stay on one worker (tests/conftest.py).
+# One worker per core; a module's tests, and the modules sharing the pipeline sample, stay on
+# one worker (tests/conftest.py).
 test: install browser
-	$(RUN) pytest -n auto --dist loadgroup
+	$(RUN) pytest -n auto
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -1,5 +1,6 @@
 """Session-wide test environment: a throwaway STRATA_HOME / DAGSTER_HOME and one dbt parse."""
 
+import functools
 import os
 import shutil
 import tempfile
@@ -46,25 +47,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for `pytest -n` (xdist's loadgroup), and the postgres skip.
-
-    A worker builds the session and module fixtures its tests use. Every test reading the
-    shared pipeline sample (`pipeline_home`, one `strata run` of a minute and more) is in one
-    group, so one worker builds it; every other module is a group of its own, so a module's
-    fixtures (the shipped mappings' four runs, a generated sample) are built once.
-
-    The postgres tests need Debian's PostgreSQL server: `make test-postgres` (a CI step of
+    """The postgres tests need Debian's PostgreSQL server: `make test-postgres` (a CI step of
     its own) runs them; the default suite skips them."""
-    for item in items:
-        shares_the_sample = "pipeline_home" in getattr(item, "fixturenames", ())
-        group = "pipeline_home" if shares_the_sample else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
     if config.getoption("--postgres"):
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: run `make test-postgres`")
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(skip)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs on every core (pytest -n): a module's tests go to one worker together.
+
+    A worker builds every session and module fixture its tests use. The modules that read
+    the shared pipeline sample (`pipeline_home`, a `strata run` of a minute) are one unit of
+    work, so one worker builds it; every other module is its own, so its fixtures (the
+    shipped mappings' four runs, a generated sample) are built once. (xdist's loadgroup would
+    say this with marks, but it renames node ids in a way pytest 9 no longer reads.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "pipeline_home" if _reads_the_shared_sample(config.rootpath / module) else module
+
+    return ModuleScheduling(config, log)
+
+
+@functools.cache
+def _reads_the_shared_sample(module: Path) -> bool:
+    text = module.read_text(encoding="utf-8") if module.is_file() else ""
+    return "pipeline_home" in text or "pipeline_copy" in text
 
 
 @pytest.fixture(scope="session", autouse=True)
