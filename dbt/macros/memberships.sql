@@ -49,3 +49,38 @@
         {%- endif %}
     group by completed_orders.user_id, order_items.category
 {%- endmacro %}
+
+
+{#
+    The import CTEs of a mart built as of the latest snapshot: `latest` (latest_snapshot_date,
+    the newest snapshot of user_segments_daily), then that snapshot's `segments`, `user_values`
+    and `custom_segments` (user-added maps), ready for memberships_with_custom_maps. Emitted
+    with a trailing comma: the model's own CTEs follow.
+#}
+{% macro latest_snapshot_imports() -%}
+latest as (
+    select max(snapshot_date) as latest_snapshot_date
+    from {{ source('strata', 'user_segments_daily') }}
+),
+
+segments as (
+    select user_segments.*
+    from {{ source('strata', 'user_segments_daily') }} as user_segments
+    inner join latest
+        on user_segments.snapshot_date = latest.latest_snapshot_date
+),
+
+user_values as (
+    select user_values.*
+    from {{ source('strata', 'user_value_daily') }} as user_values
+    inner join latest
+        on user_values.snapshot_date = latest.latest_snapshot_date
+),
+
+custom_segments as (
+    select custom.*
+    from {{ source('strata', 'user_custom_segments_daily') }} as custom
+    inner join latest
+        on custom.snapshot_date = latest.latest_snapshot_date
+),
+{%- endmacro %}

@@ -16,31 +16,7 @@
 
 with
 
-latest as (
-    select max(snapshot_date) as latest_snapshot_date
-    from {{ source('strata', 'user_segments_daily') }}
-),
-
-segments as (
-    select user_segments.*
-    from {{ source('strata', 'user_segments_daily') }} as user_segments
-    inner join latest
-        on user_segments.snapshot_date = latest.latest_snapshot_date
-),
-
-user_values as (
-    select user_values.*
-    from {{ source('strata', 'user_value_daily') }} as user_values
-    inner join latest
-        on user_values.snapshot_date = latest.latest_snapshot_date
-),
-
-custom_segments as (
-    select custom.*
-    from {{ source('strata', 'user_custom_segments_daily') }} as custom
-    inner join latest
-        on custom.snapshot_date = latest.latest_snapshot_date
-),
+{{ latest_snapshot_imports() }}
 
 affinity as (
     select affinity.*
