@@ -434,3 +434,14 @@ def test_no_serving_table_holds_a_raw_email_or_phone(pipeline_home):
             "select count(email_hash), count(phone_hash) from marts.dim_users"
         ).fetchall()
     assert hashed == [(users.height, users.height)]
+
+
+def test_the_value_backtest_runs_once_a_week(pipeline_home, backfilled_home):
+    """A day is backtested unless a backtest of the same spec is stored for the seven days up
+    to it: run in order, END (the day after PREVIOUS) keeps PREVIOUS's; backfilled, PREVIOUS
+    has nothing stored on or before it and gets its own."""
+    dates = "select distinct snapshot_date from marts.value_backtests order by 1"
+    with duckdb.connect(str(pipeline_home.warehouse), read_only=True) as con:
+        assert [row[0] for row in con.execute(dates).fetchall()] == [PREVIOUS]
+    with duckdb.connect(str(backfilled_home.warehouse), read_only=True) as con:
+        assert [row[0] for row in con.execute(dates).fetchall()] == [PREVIOUS, END]

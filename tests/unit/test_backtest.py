@@ -18,6 +18,7 @@ from dagster_project.lib.features.user_features import compute_user_features
 from dagster_project.lib.value.backtest import (
     BACKTEST_SCHEMA,
     BacktestResult,
+    backtest_due,
     run_backtest,
     tracking_inputs,
     tracking_markdown,
@@ -220,6 +221,16 @@ def test_tracking_table_by_hand() -> None:
             model.expected_number_of_purchases_up_to_time(age - 10) if age > 10 else 0.0
         )
         assert e == pytest.approx(float(expected))
+
+
+def test_a_backtest_is_due_once_per_cadence() -> None:
+    day = date(2026, 6, 30)
+    assert backtest_due(None, day, 7)
+    assert not backtest_due(day, day, 7)
+    assert not backtest_due(day - timedelta(days=6), day, 7)
+    assert backtest_due(day - timedelta(days=7), day, 7)
+    assert backtest_due(day - timedelta(days=1), day, 1)
+    assert not backtest_due(day, day, 1)
 
 
 def test_no_customers_at_the_cut_is_a_run_with_a_note(spec: ValueSpec) -> None:

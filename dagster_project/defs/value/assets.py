@@ -17,7 +17,12 @@ from dagster_project.defs.common import (
 from dagster_project.defs.features.assets import USER_FEATURES
 from dagster_project.defs.models import FeatureHistory, VersionedModel, features_as_of
 from dagster_project.lib.core import settings
-from dagster_project.lib.core.warehouse import replace_rows, replace_snapshot, table_exists
+from dagster_project.lib.core.warehouse import (
+    replace_rows,
+    replace_snapshot,
+    scalar,
+    table_exists,
+)
 from dagster_project.lib.model_store.store import ModelStore, spec_hash
 
 USER_VALUE = dg.AssetKey(["marts", "user_value_daily"])
@@ -118,6 +123,11 @@ class BacktestConfig(dg.Config):
     every_day: bool = False
     """In a multi-day run (backfill), backtest every day; by default only the last one (each
     backtest refits every model, which is too costly to repeat for every day of a backfill)."""
+    cadence_days: int = 7
+    """Backtest a day only when no backtest of the current value spec is stored for the
+    cadence_days up to and including it (weekly by default: the result moves little from one
+    day to the next, and at a million users one backtest costs as much as scoring). 1: every
+    day; ignored with cut_date or every_day, which always backtest."""
 
 
 def _segments_as_of(
@@ -145,6 +155,27 @@ def _segments_as_of(
         return None
 
 
+def value_spec_id() -> str:
+    """The value spec's name, version and content hash, as stored with each backtest."""
+    from dagster_project.lib.value.spec import load_value_spec
+
+    spec = load_value_spec(VALUE_SPEC)
+    return f"{spec.name}-v{spec.version}-{spec_hash(VALUE_SPEC)}"
+
+
+def latest_backtest_on_or_before(con: duckdb.DuckDBPyConnection, day: date) -> date | None:
+    """The snapshot date of the newest backtest of the current value spec stored up to `day`
+    (None: none stored)."""
+    if not table_exists(con, "marts", "value_backtests"):
+        return None
+    return scalar(
+        con,
+        "select max(snapshot_date) from marts.value_backtests "
+        "where snapshot_date <= ? and value_spec = ?",
+        [day, value_spec_id()],
+    )
+
+
 @dg.asset(
     key=VALUE_BACKTESTS,
     deps=[USER_FEATURES, USER_SEGMENTS, FCT_ORDERS],
@@ -166,7 +197,12 @@ def value_backtests(
 ):
     from dagster_project.lib.features.user_features import compute_user_features
     from dagster_project.lib.reporting.charts import calibration_chart, markdown_image
-    from dagster_project.lib.value.backtest import run_backtest, tracking_inputs, tracking_markdown
+    from dagster_project.lib.value.backtest import (
+        backtest_due,
+        run_backtest,
+        tracking_inputs,
+        tracking_markdown,
+    )
     from dagster_project.lib.value.spec import json_safe, load_value_spec
 
     if config.holdout_days < 1:
@@ -178,6 +214,15 @@ def value_backtests(
     metadata: dict[str, Any] = {}
     with warehouse.connect() as con:
         for day in days if config.every_day else days[-1:]:
+            if not (config.cut_date or config.every_day):
+                latest = latest_backtest_on_or_before(con, day)
+                if not backtest_due(latest, day, config.cadence_days):
+                    context.log.info(
+                        f"value backtest skipped for {day}: the one of {latest} is within "
+                        f"cadence_days={config.cadence_days}"
+                    )
+                    metadata = {"skipped": True, "latest_backtest": str(latest)}
+                    continue
             cut = (
                 date.fromisoformat(config.cut_date)
                 if config.cut_date
@@ -217,7 +262,7 @@ def value_backtests(
                 pl.lit(end, dtype=pl.Date).alias("holdout_end"),
                 pl.lit(config.holdout_days, dtype=pl.Int32).alias("holdout_days"),
                 *result.rows.columns,
-                pl.lit(f"{spec.name}-v{spec.version}-{spec_hash(VALUE_SPEC)}").alias("value_spec"),
+                pl.lit(value_spec_id()).alias("value_spec"),
                 pl.lit(context.run.run_id).alias("run_id"),
             )
             rows += replace_rows(

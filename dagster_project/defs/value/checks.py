@@ -1,7 +1,12 @@
 import dagster as dg
 
 from dagster_project.defs.common import WarehouseResource, covers_every_user_check, partition_days
-from dagster_project.defs.value.assets import USER_VALUE, VALUE_BACKTESTS, VALUE_MODEL
+from dagster_project.defs.value.assets import (
+    USER_VALUE,
+    VALUE_BACKTESTS,
+    VALUE_MODEL,
+    latest_backtest_on_or_before,
+)
 from dagster_project.lib.model_store.store import ModelStore
 
 user_value_covers_every_user = covers_every_user_check(USER_VALUE, "user_value_covers_every_user")
@@ -44,11 +49,14 @@ def user_value_probabilities_within_unit_interval(
 def value_backtests_metrics_are_valid(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    """The run's backtest exists; AUCs and rates lie in [0, 1]; errors and totals are >= 0."""
-    days = [d.isoformat() for d in partition_days(context)]
+    """The backtest in force for the run's last day (the newest stored on or before it: the
+    run's own, or an earlier one within the cadence) exists; AUCs and rates lie in [0, 1];
+    errors and totals are >= 0."""
+    day = partition_days(context)[-1]
     with warehouse.connect() as con:
+        latest = latest_backtest_on_or_before(con, day)
         rows = con.execute(
-            f"""
+            """
             select
                 count(distinct backtest_id),
                 count(*) filter (where metric in ('auc', 'predicted_rate', 'actual_rate',
@@ -59,13 +67,15 @@ def value_backtests_metrics_are_valid(
                 max(value) filter (where section = 'accuracy' and model = 'chosen'
                     and metric = 'mae' and segment_scheme = 'all')
             from marts.value_backtests
-            where snapshot_date in ({", ".join(f"'{d}'" for d in days)})
-            """
+            where snapshot_date = ?
+            """,
+            [latest],
         ).fetchall()[0]
     backtests, bad_probabilities, bad_errors, mae = rows
     return dg.AssetCheckResult(
         passed=bool(backtests) and not bad_probabilities and not bad_errors,
         metadata={
+            "backtest_snapshot_date": str(latest),
             "backtests": backtests,
             "probabilities_out_of_range": bad_probabilities,
             "invalid_errors_or_totals": bad_errors,

@@ -315,6 +315,12 @@ def _segment_metrics(
     return headline
 
 
+def backtest_due(latest: date | None, day: date, cadence_days: int) -> bool:
+    """Whether to backtest `day`, given the snapshot date of the newest backtest stored on or
+    before it: yes when there is none, or when it is cadence_days or more before `day`."""
+    return latest is None or (day - latest).days >= cadence_days
+
+
 def run_backtest(
     calibration: pl.DataFrame,
     holdout_end: pl.DataFrame,
