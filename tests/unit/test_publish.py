@@ -5,7 +5,6 @@ import pytest
 
 from dagster_project.lib.serving.publish import (
     SERVING_STORAGE_VERSION,
-    export_parquet,
     publish_serving_copy,
 )
 
@@ -61,18 +60,26 @@ def test_a_reader_holding_the_old_file_keeps_its_snapshot(tmp_path, working):
     fresh.close()
 
 
-def test_parquet_exports_split_snapshot_tables_by_date(tmp_path, working):
-    files = export_parquet(working, tmp_path / "parquet", DAY)
+def exported_files(root) -> list[str]:
+    return sorted(str(f.relative_to(root)) for f in root.glob("**/*") if f.is_file())
 
-    relative = sorted(str(f.relative_to(tmp_path / "parquet")) for f in files)
-    assert relative == [
+
+def test_parquet_exports_split_tables_with_a_date_column_by_date(tmp_path, working):
+    root = tmp_path / "parquet"
+    publish_serving_copy(working, tmp_path / "serving" / "strata.duckdb", root)
+
+    assert exported_files(root) == [
         "dim_users/data.parquet",
+        "user_segments_daily/snapshot_date=2024-04-30/data.parquet",
         "user_segments_daily/snapshot_date=2024-05-01/data.parquet",
     ]
     rows = working.execute(
-        f"select user_id, s from read_parquet('{tmp_path}/parquet/user_segments_daily/*/*.parquet')"
+        f"select * from read_parquet('{root}/user_segments_daily/*/*.parquet', "
+        "hive_partitioning = false) order by all"
     ).fetchall()
-    assert rows == [("u1", "b")]
+    assert (
+        rows == working.execute("select * from marts.user_segments_daily order by all").fetchall()
+    )
 
 
 def test_a_copy_left_by_a_killed_publish_is_removed(tmp_path, working):
@@ -99,7 +106,12 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
     )
     working.execute("create table marts.gone as select 1 as x")
     serving = tmp_path / "serving" / "strata.duckdb"
-    publish_serving_copy(working, serving)
+    root = tmp_path / "parquet"
+    publish_serving_copy(working, serving, root)
+    day_files = sorted(root.glob("fct_orders/*/data.parquet"))
+    assert len(day_files) == 5
+    written = {f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in day_files}
+    (root / "user_segments_daily" / "snapshot_date=2024-04-30" / "data.parquet").unlink()
 
     working.execute("update marts.fct_orders set amount = -1 where order_id = 'o7'")
     working.execute("delete from marts.fct_orders where order_date = date '2024-04-01'")
@@ -107,7 +119,7 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
     working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-02', 'c')")
     working.execute("drop table marts.gone")
     working.execute("alter table marts.dim_users add column country varchar")
-    counts = publish_serving_copy(working, serving)
+    counts = publish_serving_copy(working, serving, root)
 
     assert counts == {
         "marts.dim_users": 1,
@@ -117,6 +129,24 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
     for table in ("dim_users", "fct_orders", "user_segments_daily"):
         expected = working.execute(f"select * from marts.{table} order by all").fetchall()
         assert serving_rows(serving, table) == expected, table
+        exported = working.execute(
+            f"select * from read_parquet('{root}/{table}/**/*.parquet', "
+            "hive_partitioning = false) order by all"
+        ).fetchall()
+        assert exported == expected, table
+    # the days whose rows did not change kept their files; the removed day and table are gone,
+    # the changed, new and deleted-by-hand ones were written
+    kept = {
+        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
+        for f in root.glob("fct_orders/*/data.parquet")
+    }
+    assert "order_date=2024-04-01" not in kept
+    assert "order_date=2024-04-09" in kept
+    unchanged = ["order_date=2024-04-02", "order_date=2024-04-04", "order_date=2024-04-05"]
+    assert all(kept[day] == written[day] for day in unchanged)
+    assert kept["order_date=2024-04-03"] != written["order_date=2024-04-03"]  # o7 changed
+    assert not (root / "gone").exists()
+    assert (root / "user_segments_daily" / "snapshot_date=2024-04-30" / "data.parquet").exists()
     with duckdb.connect(str(serving), read_only=True) as reader:
         tags = reader.execute(
             "select tags from duckdb_databases() where database_name = 'strata'"

@@ -5,9 +5,8 @@ import dagster as dg
 from dagster_project.defs.common import (
     DAILY_WAREHOUSE_ASSET,
     WarehouseResource,
-    partition_days,
 )
-from dagster_project.lib.serving.publish import export_parquet, publish_serving_copy
+from dagster_project.lib.serving.publish import publish_serving_copy
 
 BI_TABLES = [
     dg.AssetKey(["marts", name])
@@ -58,16 +57,12 @@ BI_TABLES = [
     ),
     **DAILY_WAREHOUSE_ASSET,
 )
-def serving_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def serving_copy(warehouse: WarehouseResource):
     paths = warehouse.paths
     with warehouse.connect() as con:
-        parquet = [
-            f
-            for day in partition_days(context)
-            for f in export_parquet(con, paths.serving_parquet, day)
-        ]
-        counts = publish_serving_copy(con, paths.serving_db)
+        counts = publish_serving_copy(con, paths.serving_db, paths.serving_parquet)
         charts = _published_charts(con)
+    parquet = list(paths.serving_parquet.glob("**/*.parquet"))
     return dg.MaterializeResult(
         metadata={
             "serving_file": dg.MetadataValue.path(str(paths.serving_db)),

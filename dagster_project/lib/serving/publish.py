@@ -1,17 +1,22 @@
-"""Publish the BI-facing schema as a separate DuckDB file, swapped in atomically.
+"""Publish the BI-facing schema as a separate DuckDB file, swapped in atomically, and as Parquet.
 
 BI tools never open the working warehouse (DuckDB locks it for every other process while
 a run writes). They read `serving/strata.duckdb`, which is built under a temporary name,
 checkpointed, closed and then `os.replace`d into place: a reader holding the old file keeps
 its consistent snapshot and a new connection sees the new one. The file is created with
 `storage_version` pinned so BI drivers that embed DuckDB 1.x can open it.
+
+The Parquet exports follow the same slices: a table with a date column (SLICE_COLUMNS) is one
+file per date, `<table>/<column>=YYYY-MM-DD/data.parquet` (Hive layout), and only the dates
+whose rows changed since the last publish (or whose file is missing) are written again; any
+other table is one file, `<table>/data.parquet`, written whole.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from datetime import date
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -21,12 +26,23 @@ from dagster_project.lib.core.warehouse import scalar
 # The oldest storage format our supported BI drivers read (DuckDB >= 1.0).
 SERVING_STORAGE_VERSION = "v1.0.0"
 PUBLISHED_SCHEMA = "marts"
-SNAPSHOT_COLUMNS = ("snapshot_date",)
-# Date columns a published table may be sliced by: the serving copy rewrites only the slices
-# that changed (see publish_serving_copy).
+# Date columns a published table is sliced by, in order of preference: the serving copy and the
+# Parquet exports rewrite only the slices that changed (see publish_serving_copy).
 SLICE_COLUMNS = ("snapshot_date", "order_date", "activity_date")
 # A patched serving file is written afresh once more than this share of it is free blocks.
 MAX_FREE_SHARE = 0.5
+WHOLE_FILE = "data.parquet"
+
+
+@dataclass(frozen=True)
+class Slices:
+    """A table's slice column, the values (dates) whose rows changed since the last publish,
+    and every value it holds now. `changed` None: no earlier copy to compare with (every
+    slice is written)."""
+
+    column: str
+    changed: list[object] | None
+    current: set[object]
 
 
 def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -36,16 +52,6 @@ def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         [PUBLISHED_SCHEMA],
     ).fetchall()
     return [row[0] for row in rows]
-
-
-def _snapshot_column(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
-    rows = con.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = ? and table_name = ?",
-        [PUBLISHED_SCHEMA, table],
-    ).fetchall()
-    names = {row[0] for row in rows}
-    return next((c for c in SNAPSHOT_COLUMNS if c in names), None)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
@@ -69,26 +75,26 @@ def _slice_fingerprints(
     return {value: (count, digest) for value, count, digest in rows}
 
 
-def _changed_slices(
-    con: duckdb.DuckDBPyConnection, database: str, table: str
-) -> tuple[str, list[object]] | None:
-    """The slice column and the values (dates) whose rows differ between the warehouse table
-    and the copy in `database`; None when the table must be copied whole (no slice column, a
-    different schema, a null slice)."""
-    columns = _columns(con, database, table)
-    if not columns or columns != _columns(con, _current_database(con), table):
-        return None
-    names = [name for name, _ in columns]
+def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) -> Slices | None:
+    """The table's slices compared with its copy in `database` (None: no copy to compare
+    with); None when the table is not sliced: no slice column, no rows, or a null in it."""
+    names = [name for name, _ in _columns(con, _current_database(con), table)]
     column = next((c for c in SLICE_COLUMNS if c in names), None)
     if column is None:
         return None
     relation = f"{PUBLISHED_SCHEMA}.{table}"
     new = _slice_fingerprints(con, relation, column, names)
+    if not new or None in new:
+        return None
+    if database is None or _columns(con, database, table) != _columns(
+        con, _current_database(con), table
+    ):
+        return Slices(column, None, set(new))
     old = _slice_fingerprints(con, f"{database}.{relation}", column, names)
     changed = [value for value in new.keys() | old.keys() if new.get(value) != old.get(value)]
-    if any(value is None for value in changed):
-        return None
-    return column, sorted(changed)
+    if None in changed:
+        return Slices(column, None, set(new))
+    return Slices(column, sorted(changed), set(new))
 
 
 def _current_database(con: duckdb.DuckDBPyConnection) -> str:
@@ -120,13 +126,19 @@ def _attach_previous_copy(
     return True
 
 
-def publish_serving_copy(con: duckdb.DuckDBPyConnection, serving_file: Path) -> dict[str, int]:
-    """Write every table of the published schema into a new file and swap it in.
+def publish_serving_copy(
+    con: duckdb.DuckDBPyConnection, serving_file: Path, parquet_root: Path | None = None
+) -> dict[str, int]:
+    """Write every table of the published schema into a new file and swap it in; with
+    `parquet_root`, export the tables as Parquet there too.
 
     The new file starts as a copy of the published one: a table with a slice column
     (SLICE_COLUMNS) rewrites only the dates whose rows differ from the warehouse's (by a
     fingerprint of each date's rows), every other table is copied whole. At a million users
     the daily facts and snapshots are most of the bytes and one run changes a day of them.
+    The Parquet files of the changed dates are written before the new file is swapped in: a
+    run that fails on the way leaves the old file, so the next one finds the same dates changed
+    and writes them again.
     """
     serving_file.parent.mkdir(parents=True, exist_ok=True)
     # A run killed while publishing leaves its temporary copy (and WAL) behind; only one run
@@ -151,15 +163,19 @@ def publish_serving_copy(con: duckdb.DuckDBPyConnection, serving_file: Path) -> 
         }
         for table in sorted(previous - set(tables)):
             con.execute(f"drop table {alias}.{PUBLISHED_SCHEMA}.{table}")
+        if parquet_root is not None:
+            _remove_unpublished_exports(parquet_root, tables)
         for table in tables:
             relation = f"{PUBLISHED_SCHEMA}.{table}"
             target = f"{alias}.{relation}"
-            slices = _changed_slices(con, alias, table) if table in previous else None
-            if slices is None:
+            slices = _slices(con, alias if table in previous else None, table)
+            if parquet_root is not None:
+                _export_table(con, parquet_root, table, slices)
+            if slices is None or slices.changed is None:
                 con.execute(f"drop table if exists {target}")
                 con.execute(f"create table {target} as select * from {relation}")
-            elif slices[1]:
-                column, changed = slices
+            elif slices.changed:
+                column, changed = slices.column, slices.changed
                 con.execute(f'delete from {target} where list_contains(?, "{column}")', [changed])
                 con.execute(
                     f"insert into {target} select * from {relation} "
@@ -174,27 +190,68 @@ def publish_serving_copy(con: duckdb.DuckDBPyConnection, serving_file: Path) -> 
     return counts
 
 
+def _remove_unpublished_exports(parquet_root: Path, tables: list[str]) -> None:
+    if parquet_root.is_dir():
+        for folder in parquet_root.iterdir():
+            if folder.is_dir() and folder.name not in tables:
+                shutil.rmtree(folder)
+
+
+def _slice_folder(column: str, value: object) -> str:
+    return f"{column}={value}"
+
+
+def _export_table(
+    con: duckdb.DuckDBPyConnection, parquet_root: Path, table: str, slices: Slices | None
+) -> None:
+    """Bring `<parquet_root>/<table>/` up to date: the changed and missing slices' files, or the
+    whole file; files of slices (or of a layout) the table no longer has are removed."""
+    folder = parquet_root / table
+    folder.mkdir(parents=True, exist_ok=True)
+    relation = f"{PUBLISHED_SCHEMA}.{table}"
+    if slices is None:
+        _atomic_copy_to_parquet(con, f"select * from {relation}", folder / WHOLE_FILE)
+        for stale in folder.iterdir():
+            if stale.is_dir():
+                shutil.rmtree(stale)
+        return
+    wanted = {_slice_folder(slices.column, value): value for value in slices.current}
+    for stale in folder.iterdir():
+        if stale.name in wanted:
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+    changed = set(slices.current if slices.changed is None else slices.changed)
+    write = sorted(
+        value
+        for name, value in wanted.items()
+        if value in changed or not (folder / name / WHOLE_FILE).exists()
+    )
+    if not write:
+        return
+    staging = parquet_root / f".{table}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        # one query writes every slice, each into its Hive folder (the column stays in the file)
+        con.execute(
+            f'copy (select * from {relation} where list_contains(?, "{slices.column}")) '
+            f"to '{staging}' (format parquet, partition_by (\"{slices.column}\"), "
+            "write_partition_columns true, filename_pattern 'data')",
+            [write],
+        )
+        for value in write:
+            name = _slice_folder(slices.column, value)
+            (folder / name).mkdir(exist_ok=True)
+            os.replace(staging / name / "data0.parquet", folder / name / WHOLE_FILE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _atomic_copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     con.execute(f"copy ({query}) to '{tmp}' (format parquet)")
     os.replace(tmp, target)
     return target
-
-
-def export_parquet(
-    con: duckdb.DuckDBPyConnection, parquet_root: Path, snapshot: date
-) -> list[Path]:
-    """Snapshot tables: one file per snapshot date (Hive layout); others: the whole table."""
-    written = []
-    for table in published_tables(con):
-        relation = f"{PUBLISHED_SCHEMA}.{table}"
-        column = _snapshot_column(con, table)
-        if column:
-            query = f"select * from {relation} where {column} = '{snapshot.isoformat()}'"
-            target = parquet_root / table / f"{column}={snapshot.isoformat()}" / "data.parquet"
-        else:
-            query = f"select * from {relation}"
-            target = parquet_root / table / "data.parquet"
-        written.append(_atomic_copy_to_parquet(con, query, target))
-    return written
