@@ -57,3 +57,25 @@
             )
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    How many snapshots user_segment_history reads from the window start on (built-in and
+    user-added maps); 0 where no query runs (parsing, sqlfluff).
+#}
+{% macro snapshots_from_window_start() -%}
+    {%- set bounds = window_bounds() -%}
+    {%- set query -%}
+        select count(*) from (
+            select snapshot_date from {{ source('strata', 'user_segments_daily') }}
+            where snapshot_date >= cast('{{ bounds[0] }}' as date)
+            union
+            select snapshot_date from {{ source('strata', 'user_custom_segments_daily') }}
+            where snapshot_date >= cast('{{ bounds[0] }}' as date)
+        ) as snapshots
+    {%- endset -%}
+    {%- if execute and run_query is defined -%}
+        {{ return(run_query(query).columns[0].values()[0]) }}
+    {%- endif -%}
+    {{ return(0) }}
+{%- endmacro %}

@@ -251,6 +251,13 @@ def test_rerunning_a_day_changes_nothing(pipeline_copy, monkeypatch):
     assert float(newest.tags["strata/seconds.dbt_staging_dimensions"]) > 0
     assert "strata/seconds.gx_validations" in newest.tags
 
+    # the rerun built user_segment_history on its one-new-snapshot path: the equality below and
+    # the full rebuild of the next test hold that path to the window functions' result
+    compiled = max(
+        (pipeline_copy / "dbt_target").glob("**/compiled/**/user_segment_history.sql"),
+        key=lambda path: path.stat().st_mtime,
+    )
+    assert "full outer join carried" in compiled.read_text()
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for relation in BI_TABLES:
             assert table_rows(con, relation).equals(before[relation]), relation
