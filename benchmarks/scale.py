@@ -69,6 +69,9 @@ def tree_rss_bytes(root: int) -> int:
 
 def timed_process(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int]:
     """Run ``args``; returns wall seconds, the tree's peak RSS in bytes and the exit code."""
+    # gigabytes copied or generated just before (a restored warehouse) would otherwise be
+    # written back to disk during the timed run
+    os.sync()
     peak = 0
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
