@@ -86,3 +86,17 @@ def test_every_step_of_the_daily_job_is_timed_under_a_named_stage(definitions):
     steps = [node.name for node in job.graph.nodes]
     assert len(steps) > 10
     assert [s for s in steps if stage_of(s) == "other checks"] == []
+
+
+def test_dagster_sqlite_storage_syncs_the_disk_at_checkpoints_only(definitions, tmp_path):
+    """Loading the definitions sets synchronous=NORMAL on the SQLite connections Dagster's
+    event log opens (one wait for the disk per checkpoint, not per event); other settings and
+    databases are left as they were."""
+    import dagster as dg
+    from sqlalchemy import text
+
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        with instance.event_log_storage.index_connection() as connection:
+            synchronous = connection.execute(text("pragma synchronous")).scalar()
+            journal = connection.execute(text("pragma journal_mode")).scalar()
+    assert (synchronous, journal) == (1, "wal")  # 1: NORMAL (2 would be SQLite's FULL)
