@@ -79,3 +79,11 @@
     {%- endif -%}
     {{ return(0) }}
 {%- endmacro %}
+
+
+{# `<left>.<c> is not distinct from <right>.<c>` for every column c, joined by `and`. #}
+{% macro null_safe_match(left, right, columns) -%}
+    {%- for column in columns -%}
+        {{ " and " if not loop.first }}{{ left }}.{{ column }} is not distinct from {{ right }}.{{ column }}
+    {%- endfor -%}
+{%- endmacro %}

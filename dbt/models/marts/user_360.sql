@@ -62,8 +62,24 @@ spells as (
     group by user_id
 ),
 
+{%- set scheme_columns = segment_schemes('segments') | map(attribute='segment_column') | list %}
+
+combinations as (
+    -- the action depends only on the user's segments: ranked once per distinct combination
+    -- (a few thousand), on one user holding it, instead of once per user (labels: unused)
+    select
+        {%- for scheme in segment_schemes('segments') %}
+            {{ scheme["segment_column"] }},
+            min({{ scheme["label_column"] }}) as {{ scheme["label_column"] }},
+        {%- endfor %}
+        min(user_id) as user_id,
+        snapshot_date
+    from segments
+    group by snapshot_date, {{ scheme_columns | join(', ') }}
+),
+
 memberships as (
-    {{ segment_memberships('segments') }}
+    {{ segment_memberships('combinations') }}
 ),
 
 ranked_actions as (
@@ -94,9 +110,26 @@ ranked_actions as (
             and memberships.segment = playbook.segment
 ),
 
-actions as (
+combination_actions as (
     select * from ranked_actions
     where action_rank = 1
+),
+
+actions as (
+    select
+        segments.user_id,
+        combination_actions.scheme,
+        combination_actions.segment,
+        combination_actions.playbook,
+        combination_actions.goal,
+        combination_actions.recommended_actions,
+        combination_actions.channel,
+        combination_actions.priority
+    from segments
+    inner join combinations
+        on {{ null_safe_match('segments', 'combinations', scheme_columns) }}
+    inner join combination_actions
+        on combinations.user_id = combination_actions.user_id
 ),
 
 final as (
