@@ -95,8 +95,10 @@ def test_dagster_sqlite_storage_syncs_the_disk_at_checkpoints_only(definitions, 
     import dagster as dg
     from sqlalchemy import text
 
-    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
-        with instance.event_log_storage.index_connection() as connection:
-            synchronous = connection.execute(text("pragma synchronous")).scalar()
-            journal = connection.execute(text("pragma journal_mode")).scalar()
+    with (
+        dg.DagsterInstance.local_temp(str(tmp_path)) as instance,
+        instance.event_log_storage.index_connection() as connection,
+    ):
+        synchronous = connection.execute(text("pragma synchronous")).scalar()
+        journal = connection.execute(text("pragma journal_mode")).scalar()
     assert (synchronous, journal) == (1, "wal")  # 1: NORMAL (2 would be SQLite's FULL)
