@@ -55,6 +55,36 @@
 {%- endmacro %}
 
 
+{#
+    The rows of a TIMESTAMP `column` that fall on one of `days` ('YYYY-MM-DD'), as half-open
+    ranges of consecutive days: `cast(column as date) in (...)` is the same set, but DuckDB
+    must cast every row to test it, while a range skips the row groups outside it (0.9 s vs
+    0.0 s over 138M staged events). False when there are none.
+#}
+{% macro on_days(column, days) -%}
+    {%- set one_day = modules.datetime.timedelta(days=1) -%}
+    {%- set ranges = [] -%}
+    {%- for day in days | sort -%}
+        {%- set start = modules.datetime.date.fromisoformat(day | string) -%}
+        {%- if ranges and ranges[-1]['after'] == start -%}
+            {%- do ranges[-1].update({'after': start + one_day}) -%}
+        {%- else -%}
+            {%- do ranges.append({'first': start, 'after': start + one_day}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if ranges -%}
+        (
+        {%- for span in ranges %}
+            {{ "or " if not loop.first }}({{ column }} >= cast('{{ span['first'] }}' as timestamp)
+            and {{ column }} < cast('{{ span['after'] }}' as timestamp))
+        {%- endfor %}
+        )
+    {%- else -%}
+        1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
+
 {# `<column> >= <the first of days>` as a DATE literal; false when there are none. #}
 {% macro on_or_after_first(column, days) -%}
     {%- if days -%}

@@ -22,7 +22,7 @@ touched as (
     {%- if is_incremental() %}
         union
         select event_id from {{ this }}
-        where {{ in_days('cast(event_at as date)', changed_days) }}
+        where {{ on_days('event_at', changed_days) }}
     {%- endif %}
 ),
 

@@ -22,7 +22,7 @@ touched as (
     {%- if is_incremental() %}
         union
         select order_id from {{ this }}
-        where {{ in_days('cast(ordered_at as date)', changed_days) }}
+        where {{ on_days('ordered_at', changed_days) }}
     {%- endif %}
 ),
 
