@@ -2,10 +2,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dagster_project.defs.common import (
-    DAILY_WAREHOUSE_ASSET,
-    WarehouseResource,
-)
+from dagster_project.defs.common import DAILY_WAREHOUSE_ASSET, WarehouseResource
 from dagster_project.lib.serving.publish import publish_serving_copy
 
 BI_TABLES = [

@@ -78,7 +78,8 @@ def _slice_fingerprints(
 def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) -> Slices | None:
     """The table's slices compared with its copy in `database` (None: no copy to compare
     with); None when the table is not sliced: no slice column, no rows, or a null in it."""
-    names = [name for name, _ in _columns(con, _current_database(con), table)]
+    columns = _columns(con, _current_database(con), table)
+    names = [name for name, _ in columns]
     column = next((c for c in SLICE_COLUMNS if c in names), None)
     if column is None:
         return None
@@ -86,9 +87,7 @@ def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) ->
     new = _slice_fingerprints(con, relation, column, names)
     if not new or None in new:
         return None
-    if database is None or _columns(con, database, table) != _columns(
-        con, _current_database(con), table
-    ):
+    if database is None or _columns(con, database, table) != columns:
         return Slices(column, None, set(new))
     old = _slice_fingerprints(con, f"{database}.{relation}", column, names)
     changed = [value for value in new.keys() | old.keys() if new.get(value) != old.get(value)]
