@@ -390,19 +390,26 @@ def test_duplicate_id_blocks_in_mart_and_in_raw() -> None:
 def test_mart_consistency_defects() -> None:
     frames = good_frames()
     orders = frames["marts_fct_orders"].copy()
+    unflagged = orders.copy()
     orders.loc[1, "is_completed"] = True  # cancelled but flagged completed
+    unflagged.loc[0, "is_completed"] = False  # completed but not flagged
     activity = frames["marts_fct_user_activity_daily"].copy()
     activity.loc[1, "user_id"] = "u1"  # two rows for one user-day
     activity.loc[0, "completed_orders"] = 5  # more completed than orders
     dim = frames["marts_dim_users"].copy()
     dim.loc[0, "email_hash"] = "leaked@example.com"
 
-    failure = only_failure(
-        validate_frame(orders, "marts_fct_orders", EXPECTATIONS, WINDOW),
-        "expect_column_pair_values_to_be_in_set",
-        "status,is_completed",
-    )
-    assert failure.unexpected_sample == [["cancelled", True]]
+    for frame, description, flag in (
+        (orders, "is_completed is false for every other status", True),
+        (unflagged, "is_completed is true when status is completed", False),
+    ):
+        failure = only_failure(
+            validate_frame(frame, "marts_fct_orders", EXPECTATIONS, WINDOW),
+            "expect_column_values_to_be_in_set",
+            "is_completed",
+        )
+        assert failure.description.startswith(description)
+        assert failure.unexpected_sample == [flag]
     result = validate_frame(activity, "marts_fct_user_activity_daily", EXPECTATIONS, WINDOW)
     failure = only_failure(result, "expect_compound_columns_to_be_unique", "user_id,activity_date")
     assert {"user_id": "u1", "activity_date": "2024-03-01T00:00:00"} in failure.unexpected_sample
