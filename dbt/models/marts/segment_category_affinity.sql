@@ -44,7 +44,7 @@ members as (
 ),
 
 first_category_purchases as (
-    {{ first_category_purchases() }}
+    {{ first_category_purchases(count_orders=false) }}
 ),
 
 user_categories as (
