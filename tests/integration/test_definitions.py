@@ -102,3 +102,21 @@ def test_dagster_sqlite_storage_syncs_the_disk_at_checkpoints_only(definitions, 
         synchronous = connection.execute(text("pragma synchronous")).scalar()
         journal = connection.execute(text("pragma journal_mode")).scalar()
     assert (synchronous, journal) == (1, "wal")  # 1: NORMAL (2 would be SQLite's FULL)
+    # Dagster's connection is closed, but one kept open leaves the WAL in place: closing
+    # the last connection would have checkpointed it into index.db and removed it
+    assert list(tmp_path.rglob("index.db-wal"))
+
+
+def test_only_the_most_recent_sqlite_files_are_kept_open(tmp_path):
+    """A webserver reads one SQLite file per run: it keeps at most a few of them open."""
+    import sqlite3
+
+    from dagster_project.defs import common
+
+    files = [tmp_path / f"run-{i}.db" for i in range(common._KEEP_AT_MOST + 3)]
+    for file in files:
+        sqlite3.connect(file).execute("pragma journal_mode = wal").fetchall()
+        common._keep_open(str(file))
+    kept = [Path(name) for name in common._KEPT_OPEN]
+    assert files[-common._KEEP_AT_MOST :] == kept[-common._KEEP_AT_MOST :]
+    assert not set(files[:3]) & set(kept)
