@@ -17,10 +17,11 @@ from dagster_project.lib.ingestion.contract import CONTRACT_TABLES, PARENTS, tim
 from dagster_project.lib.ingestion.landing import guests_count_as_rejects, source_given
 
 # Largest plausible day per table (an unfiltered load, a wrong date column); edit freely.
+# Users come in bursts: the generator's 10M-user, 30-day sample lands 1.4M on its busiest days.
 MAX_ROWS_PER_DAY = {
     "orders": 2_000_000,
     "order_items": 10_000_000,
-    "users": 1_000_000,
+    "users": 5_000_000,
     "events": 50_000_000,
     "campaign_exposures": 10_000_000,
 }
