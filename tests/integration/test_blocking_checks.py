@@ -40,3 +40,31 @@ def test_invalid_status_values_block_downstream_assets(pipeline_copy, definition
     evaluation = failed["raw/orders:raw_orders_passes_expectations"]
     failures = evaluation.metadata["failures"].value
     assert any("shipped" in str(f["unexpected_sample"]) for f in failures)
+
+
+def test_staging_key_tests_fail_on_an_id_repeated_in_the_newest_ingestion(pipeline_copy):
+    """stg_raw__orders' and stg_raw__events' unique tests read the rows of the newest ingestion
+    (one version per id holds by construction; grouping the whole history every run was the
+    cost): an id that ingestion repeats there still fails them."""
+    import duckdb
+
+    from dagster_project.defs.transform.project import strata_dbt_resource
+
+    tests = {
+        "orders": "unique_stg_raw__orders_order_id",
+        "events": "unique_stg_raw__events_event_id",
+    }
+    with duckdb.connect(str(settings.strata_paths(pipeline_copy).warehouse)) as con:
+        for table in tests:
+            con.execute(
+                f"insert into staging.stg_raw__{table} select * from staging.stg_raw__{table} "
+                "where _ingested_at >= (select max(ingested_at) from audit.ingested_partitions "
+                "where table_name = ?) limit 1",
+                [table],
+            )
+    selected = " ".join(tests.values())
+    run = strata_dbt_resource().cli(["test", "--select", selected], raise_on_error=False)
+    results = run.wait().get_artifact("run_results.json")["results"]
+    assert {r["unique_id"].split(".")[2]: r["status"] for r in results} == {
+        name: "fail" for name in tests.values()
+    }
