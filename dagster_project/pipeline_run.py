@@ -147,6 +147,8 @@ def _run_locked(
     verbose: bool,
     say: Say,
 ) -> RunReport:
+    # every run validates with GX; its import overlaps with loading the definitions and ingesting
+    warm_up_in_background()
     if sources:
         _stage_sources(sources, paths, say)
     landed = _landed_days(paths)
@@ -156,9 +158,6 @@ def _run_locked(
     unfinished = read_unfinished_days(paths)
     catch_up = sorted((set(stale) | unfinished) - set(snapshots))
     definitions = _load_definitions(landed)
-    # every run validates with GX: its import overlaps with ingestion (in DuckDB and polars,
-    # without the GIL), not with the imports of the definitions (which hold it)
-    warm_up_in_background()
     runner = _JobRunner(definitions, paths, verbose)
     report = RunReport(ok=True, log_file=None if verbose else runner.log_file, snapshots=snapshots)
     report.abandoned_runs = _fail_abandoned_runs(runner.instance)
