@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from dagster_project.lib.core import settings
-from dagster_project.lib.quality.gx_suites import warm_up_in_background
 
 DAILY_JOB = "strata_daily"
 INGEST_JOB = "strata_ingest"
@@ -147,8 +146,6 @@ def _run_locked(
     verbose: bool,
     say: Say,
 ) -> RunReport:
-    # every run validates with GX; its import overlaps with loading the definitions and ingesting
-    warm_up_in_background()
     if sources:
         _stage_sources(sources, paths, say)
     landed = _landed_days(paths)

@@ -27,7 +27,6 @@ import functools
 import json
 import math
 import os
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,28 +209,8 @@ def validate_frame(
 # --------------------------------------------------------------------------- GX plumbing
 
 
-_RUNTIME_LOCK = threading.Lock()
-
-
-def warm_up_in_background() -> None:
-    """Start importing GX and building its context in a daemon thread.
-
-    The import and the context take about 4 s of a run's first validation. A run starts this
-    before its ingestion, which spends its time in DuckDB and polars with the GIL released, so
-    the two overlap; a validation that comes first waits for the thread, and a failure there
-    is raised again by the validation's own call.
-    """
-    threading.Thread(target=_runtime, name="great-expectations-warm-up", daemon=True).start()
-
-
-def _runtime() -> Any:
-    """The batch definition of the process's one GX context (built on the first call)."""
-    with _RUNTIME_LOCK:
-        return _build_runtime()
-
-
 @functools.cache
-def _build_runtime() -> Any:
+def _runtime() -> Any:
     """Import GX and build the ephemeral context once per process; return the batch definition.
 
     One pandas data source, one dataframe asset and one whole-dataframe batch definition serve
