@@ -28,7 +28,7 @@
 {%- endmacro %}
 
 
-{# A SQL string literal of `text`. #}
+{# A SQL string literal of `text` (also pii_hash's salt). #}
 {% macro quoted_literal(text) -%}
     '{{ text | replace("'", "''") }}'
 {%- endmacro %}

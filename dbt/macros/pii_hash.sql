@@ -18,7 +18,7 @@
     {%- else -%}
         {%- set salt = 'parse-time-placeholder' -%}
     {%- endif -%}
-    {%- set salt_literal = "'" ~ (salt | replace("'", "''")) ~ "'" -%}
+    {%- set salt_literal = quoted_literal(salt) -%}
     case
         when {{ expression }} is null then null
         else {{ dbt.hash(dbt.concat([salt_literal, expression])) }}
