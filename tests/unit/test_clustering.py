@@ -14,6 +14,7 @@ from feature_frames import mixed_user_features
 from dagster_project.lib.segmentation.clustering.clusterer import (
     SegmentClusterer,
     clusterer_from_spec,
+    training_sample,
 )
 from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
@@ -128,6 +129,32 @@ def test_minibatch_above_the_threshold() -> None:
     assert ari(truth, model.predict(frame)) > 0.95
     small = clusterer(k_min=3, k_max=3, n_init=1, minibatch_above=600).fit(frame)
     assert type(small.estimator_).__name__ == "KMeans"
+
+
+def test_fit_sample_fits_on_a_fixed_sample_and_describes_every_user() -> None:
+    frame, truth = blobs([400, 300, 500], seed=6)
+    sampled = clusterer(k_min=3, k_max=3, n_init=2, fit_sample=250).fit(frame)
+    assert sampled.n_samples_fit_ == 250 and sampled.n_users_ == frame.height
+    # sizes and profile means count every user, not the sample
+    assert sampled.cluster_sizes_.sum() == frame.height
+    assert sorted(sampled.cluster_sizes_.tolist()) == [300, 400, 500]
+    assert ari(truth, sampled.predict(frame)) > 0.95
+    everyone = clusterer(k_min=3, k_max=3, n_init=2).fit(frame)
+    assert everyone.n_samples_fit_ == everyone.n_users_ == frame.height
+    assert ari(everyone.predict(frame), sampled.predict(frame)) > 0.95
+    # the same input draws the same sample: a rerun fits the same centres
+    again = clusterer(k_min=3, k_max=3, n_init=2, fit_sample=250).fit(frame)
+    np.testing.assert_array_equal(again.centers_scaled_, sampled.centers_scaled_)
+
+
+def test_training_sample_is_bounded_reproducible_and_ordered() -> None:
+    frame = pl.DataFrame({"user_id": [f"u{i:04d}" for i in range(1000)]})
+    assert training_sample(frame, None, 0) is frame
+    assert training_sample(frame, 1000, 0) is frame
+    sample = training_sample(frame, 100, 0)
+    assert sample.height == 100 and sample.get_column("user_id").is_sorted()
+    assert sample.equals(training_sample(frame, 100, 0))
+    assert not sample.equals(training_sample(frame, 100, 1))
 
 
 def test_pickle_round_trip_predicts_identically(four_blobs) -> None:

@@ -63,6 +63,22 @@ def trained() -> tuple[pl.DataFrame, SegmentModel]:
     return frame, train_segment_model(frame, small_spec())
 
 
+def test_fit_sample_bounds_the_users_the_model_and_its_tree_are_fitted_on() -> None:
+    frame = user_features(600, seed=5)
+    spec = small_spec()
+    spec = dataclasses.replace(
+        spec, clustering=dataclasses.replace(spec.clustering, fit_sample=200)
+    )
+    model = train_segment_model(frame, spec)
+    metrics = model.metrics()
+    assert metrics["users"] == frame.height and metrics["users_fitted"] == 200
+    # the surrogate tree was fitted on the same bounded sample; the profile counts everyone
+    assert model.surrogate.leaves_.get_column("users").sum() == 200
+    assert model.profile().get_column("users").sum() == frame.height
+    quality = {q.metric: q.value for q in model.quality()}
+    assert quality["users"] == frame.height and quality["users_fitted"] == 200
+
+
 def test_training_records_candidates_stability_surrogate_and_lineage(trained) -> None:
     frame, model = trained
     assert model.previous_version is None
@@ -80,6 +96,7 @@ def test_training_records_candidates_stability_surrogate_and_lineage(trained) ->
     assert model.lineage.get_column("event").to_list() == ["new"] * model.clusterer.k_
     metrics = model.metrics()
     assert metrics["k"] == model.clusterer.k_ and metrics["users"] == frame.height
+    assert metrics["users_fitted"] == frame.height  # below the spec's fit_sample: everyone
     assert 0 < metrics["stability"]["mean_ari"] <= 1
     assert metrics["gate"]["promote"] is True
     assert metrics["surrogate"]["fidelity"] == model.surrogate.fidelity_
@@ -250,3 +267,14 @@ def test_min_users_must_be_a_positive_integer(tmp_path: Path) -> None:
         path.write_text(text.replace("min_users: 50", f"min_users: {bad}"), encoding="utf-8")
         with pytest.raises(ValueError, match=message):
             load_segmentation_spec(path)
+
+
+def test_fit_sample_is_null_or_at_least_min_users(tmp_path: Path) -> None:
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    assert "fit_sample: 200000" in text
+    path = tmp_path / "segmentation.yml"
+    path.write_text(text.replace("fit_sample: 200000", "fit_sample: 49"), encoding="utf-8")
+    with pytest.raises(ValueError, match="fit_sample must be null or >= min_users"):
+        load_segmentation_spec(path)
+    path.write_text(text.replace("fit_sample: 200000", "fit_sample: null"), encoding="utf-8")
+    assert load_segmentation_spec(path).clustering.fit_sample is None

@@ -285,6 +285,9 @@ class ClusteringSpec:
     # below this many users with features (or below k_min) no version is fitted: the cluster
     # columns are NULL with a reason
     min_users: int = 50
+    # above this many users the clustering space, the KMeans candidates and the surrogate tree
+    # are fitted on a fixed-seed sample of that many; None: on every user
+    fit_sample: int | None = None
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ class _ClusteringIn(SpecModel):
     min_share: float
     minibatch_above: StrictInt
     min_users: StrictInt = 50
+    fit_sample: StrictInt | None = None
     k_selection: dataclass_model(KSelectionSpec) | None = None  # type: ignore[valid-type]
     stability: dataclass_model(StabilitySpec) | None = None  # type: ignore[valid-type]
     matching: dataclass_model(MatchingSpec) | None = None  # type: ignore[valid-type]
@@ -244,6 +245,8 @@ def _validate(spec: SegmentationSpec) -> None:
         raise ValueError("clustering: need 2 <= k_min <= k_max")
     if cl.min_users < 1:
         raise ValueError("clustering: min_users must be >= 1")
+    if cl.fit_sample is not None and cl.fit_sample < cl.min_users:
+        raise ValueError("clustering: fit_sample must be null or >= min_users")
     if not set(cl.log_features) <= set(cl.features):
         raise ValueError("clustering: log_features must be a subset of features")
     if not set(cl.quantile_features) <= set(cl.features):
@@ -345,6 +348,7 @@ def load_segmentation_spec(path: Path, validate: bool = True) -> SegmentationSpe
             min_share=c.min_share,
             minibatch_above=c.minibatch_above,
             min_users=c.min_users,
+            fit_sample=c.fit_sample,
             quantile_features=tuple(c.quantile_features or ()),
             scaled_log_features=tuple((c.scaled_log_features or {}).items()),
             k_selection=_section(KSelectionSpec, c.k_selection),

@@ -63,6 +63,7 @@ class SegmentClusterer:
         quantile_features: Sequence[str] = (),
         scaled_log_features: Mapping[str, float] | None = None,
         k_selection: KSelectionSpec | None = None,
+        fit_sample: int | None = None,
     ) -> None:
         self.features = list(features)
         self.k_min = k_min
@@ -78,6 +79,7 @@ class SegmentClusterer:
         self.quantile_features = list(quantile_features)
         self.scaled_log_features = dict(scaled_log_features or {})
         self.k_selection = k_selection if k_selection is not None else KSelectionSpec()
+        self.fit_sample = fit_sample
 
     # ---------------------------------------------------------------- transform
 
@@ -102,7 +104,12 @@ class SegmentClusterer:
     # ---------------------------------------------------------------- fit
 
     def fit(self, frame: pl.DataFrame) -> SegmentClusterer:
-        """Fit the space and one KMeans per candidate k, keep the best k, fix canonical ids."""
+        """Fit the space and one KMeans per candidate k, keep the best k, fix canonical ids.
+
+        Above ``fit_sample`` users the space and the KMeans candidates are fitted on a fixed-seed
+        random sample of that many users; every user is then assigned to the nearest centre, and
+        the sizes, profile means and names describe all of them.
+        """
         from dagster_project.lib.segmentation.clustering.k_selection import KSelector
         from dagster_project.lib.segmentation.clustering.preprocessing import clustering_space
 
@@ -129,14 +136,20 @@ class SegmentClusterer:
             stability_sample=rule.sample_size,
             stability_random_state=rule.random_state,
         )
-        z = space.fit_transform(frame)
-        selector.fit(z)
+        train = training_sample(frame, getattr(self, "fit_sample", None), self.random_state)
+        z_train = space.fit_transform(train)
+        selector.fit(z_train)
         k = selector.k_
         estimator = selector.estimator_
         order = canonical_order(estimator.cluster_centers_, self.features)
         label_map = np.empty(k, dtype=np.int64)
         label_map[order] = np.arange(k)
-        labels = label_map[selector.labels_]
+        if train is frame:
+            z, fitted_labels = z_train, selector.labels_
+        else:
+            z = space.transform(frame)
+            fitted_labels = estimator.predict(z)
+        labels = label_map[fitted_labels]
         centers = estimator.cluster_centers_[order]
 
         self.space_ = space
@@ -159,7 +172,8 @@ class SegmentClusterer:
         self.ids_ = np.arange(k, dtype=np.int64)
         self.next_id_ = k
         self.cluster_sizes_ = np.bincount(labels, minlength=k)
-        self.n_samples_fit_ = z.shape[0]
+        self.n_samples_fit_ = z_train.shape[0]
+        self.n_users_ = z.shape[0]
         # profile means in readable units: a non-buyer's "average order value" is 0, not the
         # customers' median the clustering space fills in
         readable = self.readable_matrix(frame)
@@ -265,4 +279,14 @@ def clusterer_from_spec(spec: SegmentationSpec, without: Sequence[str] = ()) -> 
         quantile_features=[f for f in c.quantile_features if f not in without],
         scaled_log_features={f: v for f, v in c.scaled_log_features if f not in without},
         k_selection=c.k_selection,
+        fit_sample=c.fit_sample,
     )
+
+
+def training_sample(frame: pl.DataFrame, size: int | None, random_state: int) -> pl.DataFrame:
+    """``frame`` itself up to ``size`` rows (None: no bound), else a fixed-seed random sample of
+    ``size`` rows in their original order: the same input gives the same sample on every rerun."""
+    if size is None or frame.height <= size:
+        return frame
+    rng = np.random.default_rng(random_state)
+    return frame[np.sort(rng.choice(frame.height, size=size, replace=False))]
