@@ -11,6 +11,7 @@
   newest promoted model version.
 """
 
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -35,8 +36,8 @@ from dagster_project.defs.models import (
 from dagster_project.lib.core import settings
 from dagster_project.lib.core.warehouse import (
     replace_rows,
-    replace_snapshot,
     replace_table,
+    replacing,
 )
 from dagster_project.lib.model_store.store import ModelStore, ModelVersion, spec_hash
 
@@ -342,16 +343,11 @@ def segment_clusters(
     **DAILY_WAREHOUSE_ASSET,
 )
 def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    from dagster_project.lib.segmentation.maps import assign_custom_maps
+    from dagster_project.lib.segmentation.daily import SnapshotScorer
     from dagster_project.lib.segmentation.model import (
         cluster_names,
         cluster_skip_reason,
         load_name_overrides,
-        unclustered,
-    )
-    from dagster_project.lib.segmentation.rules.assign import (
-        assign_rule_segments,
-        explain_rule_segments,
     )
     from dagster_project.lib.segmentation.rules.cuts import compute_cuts
     from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
@@ -364,64 +360,56 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
     with warehouse.connect() as con:
         for day in partition_days(context):
             features = features_as_of(con, day)
-            cuts = compute_cuts(features, spec)
-            rules = assign_rule_segments(features, spec, cuts)
-            reasons = explain_rule_segments(features, rules, spec, cuts)
-            segments = pl.concat([rules, reasons.drop("user_id")], how="horizontal")
             too_few = cluster_skip_reason(features, spec)
+            scorer = SnapshotScorer(
+                spec,
+                compute_cuts(features, spec),
+                lineage=[
+                    pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
+                    pl.lit(rules_version).alias("rules_version"),
+                    pl.lit(context.run.run_id).alias("run_id"),
+                ],
+                skipped=too_few,
+            )
             if too_few is not None:  # segment_clusters fitted nothing: NULL clusters, and why
                 context.log.warning(f"{day}: clusters skipped: {too_few}")
                 version = None
-                segments = segments.join(
-                    unclustered(rules.get_column("user_id"), too_few), on="user_id", how="left"
-                )
             else:
                 version = CLUSTER_MODEL.version_for(store, day, promoted_only=True)
                 model = _load_segment_model(store, version)
-                ids = model.predict(features)
-                segments = segments.with_columns(
-                    pl.Series("cluster_id", ids, dtype=pl.Int32),
-                    model.explain(features, ids),
-                ).join(cluster_names(model, overrides), on="cluster_id", how="left")
-            lineage = [
-                pl.lit(day, dtype=pl.Date).alias("snapshot_date"),
-                pl.lit(rules_version).alias("rules_version"),
-                pl.lit(context.run.run_id).alias("run_id"),
-            ]
-            segments = segments.with_columns(
-                *lineage,
-                pl.lit(version.version if version else None, dtype=pl.Utf8).alias("model_version"),
-            ).select(
-                "user_id",
-                "snapshot_date",
-                *[c for c in rules.columns if c != "user_id"],
-                "cluster_id",
-                "cluster_name",
-                "cluster_name_en",
-                "cluster_name_zh",
-                *[c for c in reasons.columns if c != "user_id"],
-                "cluster_reason",
-                "model_version",
-                "rules_version",
-                "run_id",
-            )
-            rows += replace_snapshot(con, _relation(USER_SEGMENTS), segments, "snapshot_date", day)
-            custom = assign_custom_maps(rules, spec).with_columns(*lineage)
-            custom_rows += replace_snapshot(
-                con, _relation(USER_CUSTOM_SEGMENTS), custom, "snapshot_date", day
-            )
+                scorer = replace(
+                    scorer,
+                    model=model,
+                    names=cluster_names(model, overrides),
+                    model_version=version.version,
+                )
+            # what the metadata summarises, gathered batch by batch
+            counts: list[pl.DataFrame] = []
+            rf_cells: list[pl.DataFrame] = []
+            examples = None
+            with replacing(con, {"snapshot_date": day}) as write:
+                for segments, custom in scorer.batches(features):
+                    rows += write(_relation(USER_SEGMENTS), segments)
+                    custom_rows += write(_relation(USER_CUSTOM_SEGMENTS), custom)
+                    counts.append(
+                        segments.group_by("cluster_id", "cluster_name", "value_tier_label").len()
+                    )
+                    rf_cells.append(segments.select("user_id", "r_score", "f_score"))
+                    if examples is None:
+                        examples = segments.select(
+                            "user_id", "rfm_segment", "rfm_reason", "cluster_reason"
+                        )
     from dagster_project.lib.reporting.charts import markdown_image, rf_heatmap
 
+    counted = pl.concat(counts)
     sizes = (
-        segments.filter(pl.col("cluster_id").is_not_null())
+        counted.filter(pl.col("cluster_id").is_not_null())
         .group_by("cluster_id", "cluster_name")
-        .len()
+        .agg(pl.col("len").sum())
         .sort("cluster_id")
     )
     heatmap = rf_heatmap(
-        segments.select("user_id", "r_score", "f_score").join(
-            features.select("user_id", "monetary"), on="user_id", how="left"
-        )
+        pl.concat(rf_cells).join(features.select("user_id", "monetary"), on="user_id", how="left")
     )
     yield dg.MaterializeResult(
         asset_key=USER_SEGMENTS,
@@ -437,10 +425,10 @@ def user_segments_daily(context: dg.AssetExecutionContext, warehouse: WarehouseR
                 )
             ),
             "cluster_sizes": preview(sizes, rows=20),
-            "value_tiers": preview(segments.group_by("value_tier_label").len().sort("len")),
-            "example_reasons": preview(
-                segments.select("user_id", "rfm_segment", "rfm_reason", "cluster_reason"), rows=5
+            "value_tiers": preview(
+                counted.group_by("value_tier_label").agg(pl.col("len").sum()).sort("len")
             ),
+            "example_reasons": preview(examples, rows=5),
         },
     )
     yield dg.MaterializeResult(

@@ -6,7 +6,7 @@ so results are always fetched whole (`fetchall`) or read through `con.sql(...)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -62,15 +62,46 @@ def replace_rows(
     added are added to the table (NULL in older rows) and rows are inserted by name, so a
     column order change in code does not scramble the table.
     """
-    schema, _ = relation.split(".")
-    con.execute(f"create schema if not exists {schema}")
-    add_missing_columns(con, relation, frame)
+    with replacing(con, key) as write:
+        return write(relation, frame)
+
+
+@contextmanager
+def replacing(
+    con: duckdb.DuckDBPyConnection, key: Mapping[str, Any]
+) -> Iterator[Callable[[str, pl.DataFrame], int]]:
+    """One transaction replacing the rows matching ``key`` in one or more tables, written a
+    frame at a time: ``write(relation, frame)`` deletes the table's rows matching ``key`` the
+    first time it sees the table (creating it, or adding the frame's new columns, as
+    :func:`replace_rows` says), then inserts the frame's rows by name and returns their count.
+    Committed when the block ends, rolled back when it raises: readers see all of the
+    replacement or none of it, however many frames it took."""
     where = " and ".join(f"{column} = ?" for column in key)
-    with frame_in_transaction(con, "__rows", frame):
-        con.execute(f"create table if not exists {relation} as select * from __rows limit 0")
-        con.execute(f"delete from {relation} where {where}", list(key.values()))
+    cleared: set[str] = set()
+
+    def write(relation: str, frame: pl.DataFrame) -> int:
+        # a failed statement aborts the transaction, and DuckDB then refuses even unregister:
+        # the view goes after the rollback below
+        con.register("__rows", frame.to_arrow())
+        if relation not in cleared:
+            schema, _ = relation.split(".")
+            con.execute(f"create schema if not exists {schema}")
+            add_missing_columns(con, relation, frame)
+            con.execute(f"create table if not exists {relation} as select * from __rows limit 0")
+            con.execute(f"delete from {relation} where {where}", list(key.values()))
+            cleared.add(relation)
         con.execute(f"insert into {relation} by name select * from __rows")
-    return frame.height
+        con.unregister("__rows")
+        return frame.height
+
+    con.execute("begin transaction")
+    try:
+        yield write
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        con.unregister("__rows")
+        raise
 
 
 @contextmanager
