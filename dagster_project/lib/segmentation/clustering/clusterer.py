@@ -43,8 +43,9 @@ class SegmentClusterer:
     ``estimator_`` (the chosen KMeans), ``centroids_`` (polars frame: cluster_id + features in
     original units, i.e. the scaled centres mapped back through the pipeline),
     ``cluster_sizes_`` (numpy array indexed by cluster id), ``feature_names_``, ``algorithm_``
-    ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_``, ``ids_`` (stable id of each cluster in
-    canonical order) and ``next_id_`` (first unused id).
+    ("kmeans" or "minibatch_kmeans"), ``n_samples_fit_`` (users the KMeans saw: at most
+    ``fit_sample``), ``n_users_`` (users described: everyone in the frame), ``ids_`` (stable
+    id of each cluster in canonical order) and ``next_id_`` (first unused id).
     """
 
     def __init__(
