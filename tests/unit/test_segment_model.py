@@ -41,8 +41,9 @@ def user_features(n: int, seed: int) -> pl.DataFrame:
     return mixed_user_features(n, seed, shares=(0.25, 0.4, 0.35), id_width=4)
 
 
-def small_spec(**surrogate: int) -> SegmentationSpec:
-    spec = load_segmentation_spec(SPEC_PATH)
+def small_spec(path: Path = SPEC_PATH, **surrogate: int) -> SegmentationSpec:
+    """The spec at ``path`` with a quick clustering (k 3-4, one init, four refits)."""
+    spec = load_segmentation_spec(path)
     c = spec.clustering
     return dataclasses.replace(
         spec,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -10,9 +9,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-import yaml
 from feature_frames import mixed_user_features
-from test_segment_maps import RM_MAP
+from test_segment_maps import RM_MAP, write_spec
+from test_segment_model import small_spec
 
 from dagster_project.lib.core.warehouse import replace_rows, replacing
 from dagster_project.lib.segmentation.daily import SnapshotScorer
@@ -49,22 +48,8 @@ def snapshot_features(n: int) -> pl.DataFrame:
 
 
 def test_batches_give_exactly_the_rows_of_the_whole_snapshot(tmp_path: Path) -> None:
-    raw = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    raw["rules"]["maps"] = {"rm_segment": RM_MAP}  # user-added map rows are batched too
-    path = tmp_path / "segmentation.yml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    spec = load_segmentation_spec(path)
-    c = spec.clustering
-    spec = dataclasses.replace(
-        spec,
-        clustering=dataclasses.replace(
-            c,
-            k_min=3,
-            k_max=3,
-            n_init=1,
-            stability=dataclasses.replace(c.stability, bootstrap_refits=2),
-        ),
-    )
+    # user-added map rows are batched too
+    spec = small_spec(write_spec(tmp_path, {"rm_segment": RM_MAP}))
     features = snapshot_features(500)
     model = train_segment_model(features, spec)
     scorer = SnapshotScorer(
