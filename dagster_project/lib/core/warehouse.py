@@ -81,7 +81,7 @@ def replacing(
 
     def write(relation: str, frame: pl.DataFrame) -> int:
         # a failed statement aborts the transaction, and DuckDB then refuses even unregister:
-        # the view goes after the rollback below
+        # the view also goes after the commit or rollback below
         con.register("__rows", frame.to_arrow())
         if relation not in cleared:
             schema, _ = relation.split(".")
@@ -94,14 +94,11 @@ def replacing(
         con.unregister("__rows")
         return frame.height
 
-    con.execute("begin transaction")
     try:
-        yield write
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
+        with transaction(con):
+            yield write
+    finally:
         con.unregister("__rows")
-        raise
 
 
 @contextmanager
@@ -112,14 +109,22 @@ def frame_in_transaction(
     ends, rolled back when it raises, so readers see all of a write or none of it."""
     con.register(name, frame.to_arrow())
     try:
-        con.execute("begin transaction")
+        with transaction(con):
+            yield
+    finally:
+        con.unregister(name)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Committed when the block ends, rolled back when it raises."""
+    con.execute("begin transaction")
+    try:
         yield
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
-    finally:
-        con.unregister(name)
 
 
 def replace_snapshot(

@@ -132,12 +132,12 @@ def bootstrap_stability(
     """
     if refits < 2:
         raise ValueError("need at least 2 bootstrap refits")
-    z = model.scaled(frame)
     rng = np.random.default_rng(random_state)
-    n = z.shape[0]
-    if n > sample_size:
-        z = z[np.sort(rng.choice(n, size=sample_size, replace=False))]
+    n = frame.height
+    if n > sample_size:  # sampled before scaling: at 10M users only the sample is transformed
+        frame = frame[np.sort(rng.choice(n, size=sample_size, replace=False))]
         n = sample_size
+    z = model.scaled(frame)
     reference = model.label_map_[model.estimator_.predict(z)]  # canonical index 0..k-1
     k = model.k_
     minibatch = model.algorithm_ == "minibatch_kmeans"
