@@ -1,8 +1,5 @@
 """Definitions every area shares: partitions, the warehouse resource and pool, small helpers."""
 
-import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -11,67 +8,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from dagster_project.defs.sqlite_storage import sync_sqlite_at_checkpoints
 from dagster_project.lib.core import settings, warehouse
 
-
-def sync_sqlite_at_checkpoints() -> None:
-    """Dagster's SQLite storage (the default under DAGSTER_HOME) commits every event on its own
-    and, in WAL mode at SQLite's default synchronous=FULL, waits for the disk each time: a
-    120-day catch-up records one materialization per asset and day, thousands of waits (12 s
-    of a 300-user run). synchronous=NORMAL syncs the WAL at checkpoints only: no event is lost
-    when a process crashes or is killed, and the file cannot be corrupted; a power cut may drop
-    the last events (the warehouse, a DuckDB file, is not affected).
-
-    Dagster also opens and closes a connection for every statement, and SQLite checkpoints the
-    WAL into the database and removes it whenever the last connection to a file closes: every
-    event paid for a checkpoint (about 1.5 ms of the 2 ms a connection costs). One idle
-    connection per file, kept open (:data:`_KEPT_OPEN`, the most recent files), leaves the WAL
-    in place; SQLite still checkpoints it as it grows, and when the process ends.
-
-    Applies to every SQLite connection a process opens afterwards; other databases are left
-    alone."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    if event.contains(Engine, "connect", _normal_sqlite_sync):
-        return
-    event.listen(Engine, "connect", _normal_sqlite_sync)
-
-
-# database file -> an idle connection that keeps its WAL open; a webserver reads one file per
-# run, so only the most recent few stay open
-_KEPT_OPEN: OrderedDict[str, sqlite3.Connection] = OrderedDict()
-_KEEP_AT_MOST = 16
-_KEPT_OPEN_LOCK = threading.Lock()
-
-
-def _normal_sqlite_sync(dbapi_connection, _record) -> None:
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    dbapi_connection.execute("pragma synchronous = normal")
-    files = [row[2] for row in dbapi_connection.execute("pragma database_list") if row[1] == "main"]
-    if files and files[0]:
-        _keep_open(files[0])
-
-
-def _keep_open(database: str) -> None:
-    with _KEPT_OPEN_LOCK:
-        if database in _KEPT_OPEN:
-            _KEPT_OPEN.move_to_end(database)
-            return
-        idle = sqlite3.connect(database, check_same_thread=False)
-        # it opens the file, and the WAL's index, on its first statement; a file not yet in
-        # WAL mode (Dagster switches a new one after connecting) is kept on a later connection
-        if idle.execute("pragma journal_mode").fetchone()[0] != "wal":
-            idle.close()
-            return
-        _KEPT_OPEN[database] = idle
-        while len(_KEPT_OPEN) > _KEEP_AT_MOST:
-            _KEPT_OPEN.popitem(last=False)[1].close()
-
-
 # Every process that loads these definitions records Dagster events: the CLI's runs, the
-# daemon's and the webserver's run workers.
+# daemon's and the webserver's run workers (whatever storage their dagster.yaml names).
 sync_sqlite_at_checkpoints()
 
 # One writer at a time: DuckDB locks the file for every other process, readers included.

@@ -111,12 +111,70 @@ def test_only_the_most_recent_sqlite_files_are_kept_open(tmp_path):
     """A webserver reads one SQLite file per run: it keeps at most a few of them open."""
     import sqlite3
 
-    from dagster_project.defs import common
+    from dagster_project.defs import sqlite_storage
 
-    files = [tmp_path / f"run-{i}.db" for i in range(common._KEEP_AT_MOST + 3)]
+    files = [tmp_path / f"run-{i}.db" for i in range(sqlite_storage._KEEP_AT_MOST + 3)]
     for file in files:
         sqlite3.connect(file).execute("pragma journal_mode = wal").fetchall()
-        common._keep_open(str(file))
-    kept = [Path(name) for name in common._KEPT_OPEN]
-    assert files[-common._KEEP_AT_MOST :] == kept[-common._KEEP_AT_MOST :]
+        sqlite_storage._keep_open(str(file))
+    kept = [Path(name) for name in sqlite_storage._KEPT_OPEN]
+    assert files[-sqlite_storage._KEEP_AT_MOST :] == kept[-sqlite_storage._KEEP_AT_MOST :]
     assert not set(files[:3]) & set(kept)
+
+
+def test_strata_instances_record_events_in_upstreams_files_with_one_engine_per_file(
+    tmp_path, monkeypatch
+):
+    """The dagster.yaml `strata` writes names the event log that keeps its SQLAlchemy engines:
+    a run's dozens of events create one engine per database file (its own and the index), and
+    upstream's storage reads the events from the same files."""
+    import dagster as dg
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    from dagster_project.cli import DAGSTER_YAML
+    from dagster_project.defs import sqlite_storage
+
+    engines = []
+
+    def counting_create_engine(*args, **kwargs):
+        engines.append(args[0])
+        return create_engine(*args, **kwargs)
+
+    create_engine = sqlite_storage.create_engine
+    monkeypatch.setattr(sqlite_storage, "create_engine", counting_create_engine)
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-31")
+
+    @dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())
+    def daily(context: dg.AssetExecutionContext) -> None:
+        context.log.info(f"{len(context.partition_keys)} days")
+
+    @dg.asset_check(asset=daily)
+    def daily_check() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage) is sqlite_storage.StrataSqliteEventLogStorage
+        result = dg.materialize(
+            [daily, daily_check],
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2026-01-01",
+                "dagster/asset_partition_range_end": "2026-01-30",
+            },
+        )
+        assert result.success
+        run_events = instance.all_logs(result.run_id)
+    assert len(run_events) > 40  # 30 materializations, the check, the steps
+    assert sorted(Path(url.removeprefix("sqlite:///")).name for url in engines) == [
+        f"{result.run_id}.db",
+        "index.db",
+    ]
+    upstream = SqliteEventLogStorage(str(home / "history" / "runs"))
+    assert len(upstream.get_logs_for_run(result.run_id)) == len(run_events)
+    assert upstream.get_materialized_partitions(dg.AssetKey("daily")) == set(
+        days.get_partition_keys()[:30]
+    )
