@@ -1,5 +1,5 @@
 """What a dbt call costs beyond dbt's own work: no version subprocess, no in-process adapter,
-and a parse state kept per home so later calls of a run parse only what changed."""
+and one parse per process that serves every call and every home."""
 
 from __future__ import annotations
 
@@ -9,20 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.defs.transform.project import keep_parse_state, strata_dbt_resource
+from dagster_project.defs.transform.project import drop_old_calls, strata_dbt_resource
 from dagster_project.lib.core import settings
 
 
-def _invocation(base: Path, name: str, state: bytes | None) -> Path:
+def _invocation(base: Path, name: str) -> Path:
     folder = base / name
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text("{}")
-    if state is not None:
-        (folder / "partial_parse.msgpack").write_bytes(state)
     return folder
 
 
-def test_a_finished_call_leaves_its_parse_state_for_the_next_and_old_calls_go(
+def test_a_finished_call_drops_the_oldest_calls_of_its_home_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("STRATA_HOME", "DBT_TARGET_PATH"):  # restored after the test
@@ -31,21 +29,17 @@ def test_a_finished_call_leaves_its_parse_state_for_the_next_and_old_calls_go(
     base = Path(os.environ["DBT_TARGET_PATH"])
     assert base == tmp_path / "dbt_target"
     for i in range(4):
-        old = _invocation(base, f"old-{i}", None)
+        old = _invocation(base, f"old-{i}")
         os.utime(old, (time.time() - 100 + i, time.time() - 100 + i))
-    keep_parse_state(_invocation(base, "dbt_daily-1", b"state one"), keep_invocations=3)
-    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
+    drop_old_calls(_invocation(base, "dbt_daily-1"), keep_invocations=3)
     assert sorted(p.name for p in base.iterdir() if p.is_dir()) == [
         "dbt_daily-1",
         "old-2",
         "old-3",
     ]
-    # a call without state (e.g. it failed before parsing) leaves the saved state alone
-    keep_parse_state(_invocation(base, "dbt_daily-2", None))
-    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
-    # a call outside this home's folder never writes into it
-    keep_parse_state(_invocation(tmp_path / "elsewhere", "x", b"foreign"))
-    assert (base / "partial_parse.msgpack").read_bytes() == b"state one"
+    # a call outside this home's folder never touches it
+    drop_old_calls(_invocation(tmp_path / "elsewhere", "x"), keep_invocations=1)
+    assert len([p for p in base.iterdir() if p.is_dir()]) == 3
 
 
 def test_the_dbt_resource_starts_no_process_and_loads_no_macros_before_the_call(

@@ -17,7 +17,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_project.defs.common import WAREHOUSE_POOL, daily_partitions, partition_days, single_run
 from dagster_project.defs.transform.project import (
     StrataDbtTranslator,
-    keep_parse_state,
+    drop_old_calls,
     manifest_path,
 )
 
@@ -41,7 +41,7 @@ def _run_dbt(
 ) -> Iterator[Any]:
     invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
-    keep_parse_state(invocation.target_path)
+    drop_old_calls(invocation.target_path)
 
 
 def _build_args(config: DbtRunConfig, *extra: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -92,10 +93,11 @@ class InProcessDbtInvocation(DbtCliInvocation):
     """A dbt call through dbt's programmatic entry point (``dbtRunner``) in this process.
 
     dbt sees the environment and working directory that dagster-dbt would give its process,
-    for the call only; its structured events arrive as the JSON lines of the process would, so
-    dagster-dbt turns them into the same materialisations and check results. dbt-duckdb closes
-    the warehouse at the end of each call (its last handle closes the file), so the steps
-    after it open the file as before.
+    for the call only, and starts from this process's parse of the project
+    (:func:`parsed_manifest`) instead of parsing again. Its structured events arrive as the
+    JSON lines of the process would, so dagster-dbt turns them into the same materialisations
+    and check results. dbt-duckdb closes the warehouse at the end of each call (its last
+    handle closes the file), so the steps after it open the file as before.
     """
 
     @classmethod
@@ -104,7 +106,6 @@ class InProcessDbtInvocation(DbtCliInvocation):
     ) -> InProcessDbtInvocation:
         if "dbt_project" in fields:
             fields["project"] = fields.pop("dbt_project")
-        _seed_partial_parse(Path(fields["project_dir"]), Path(fields["target_path"]))
         invocation = cls(process=_InProcessCall(args), **fields)  # type: ignore[arg-type]
         invocation._environment = env
         return invocation
@@ -114,6 +115,8 @@ class InProcessDbtInvocation(DbtCliInvocation):
         if call.returncode is not None:  # already ran (is_successful reads the stream again)
             return
         events: list[dict[str, Any]] = []
+        with _DBT_CALLS:
+            manifest = parsed_manifest()
         with _DBT_CALLS, _process_environment(self._environment, self.project_dir):
             from dbt.cli.main import dbtRunner
             from dbt_common.events.functions import msg_to_dict
@@ -128,7 +131,7 @@ class InProcessDbtInvocation(DbtCliInvocation):
                 events.append(event)
 
             try:
-                result = dbtRunner(callbacks=[collect]).invoke(call.args[1:])
+                result = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(call.args[1:])
             except BaseException:
                 call.returncode = 2
                 raise
@@ -155,16 +158,6 @@ def _close_dbt_duckdb() -> None:
         environment, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
     if environment is not None:
         environment.close()
-
-
-def _seed_partial_parse(project_dir: Path, target_path: Path) -> None:
-    """As upstream before each call: start from the saved parse state (see keep_parse_state)."""
-    base = Path(os.environ.get("DBT_TARGET_PATH", "target"))
-    saved = (base if base.is_absolute() else project_dir / base) / "partial_parse.msgpack"
-    destination = target_path / "partial_parse.msgpack"
-    if saved.exists() and not destination.exists():
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(saved, destination)
 
 
 @contextmanager
@@ -204,43 +197,105 @@ PARSE_OUTPUTS = ("manifest.json", "partial_parse.msgpack", "semantic_manifest.js
 
 
 def _parse(project: DbtProject) -> None:
-    """Parse into a scratch folder, then swap the outputs in, each with one rename.
+    """Parse into a scratch folder, then swap the outputs into target/, each with one rename.
 
     A process loading definitions (or a dbt call seeding from the parse state) may read
     target/ at any moment, e.g. while `dg dev` re-parses next to a running `strata run`: it
     must see the old manifest or the new one, never half a file.
     """
     target = Path(project.project_dir) / project.target_path
-    target.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
-    try:
-        dbt = StrataDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
-        dbt.cli(["parse", "--quiet"], target_path=scratch).wait()
+    with _scratch_target(target) as scratch:
+        _parse_into(scratch, Path(project.project_dir))
         for name in PARSE_OUTPUTS:
             if (scratch / name).exists():
                 os.replace(scratch / name, target / name)
+
+
+# this process's parse of the project (pickled, so each call gets its own copy: dbt writes the
+# compiled SQL into the manifest's nodes)
+_PARSED: bytes | None = None
+
+
+def parsed_manifest() -> Any:
+    """The project's dbt Manifest, parsed once per process; every dbt call starts from a copy.
+
+    dbt would parse before every call: the first call in a home about 5 s (a full parse: the
+    saved parse state is only reusable for the profile it was made with, and the profile
+    holds the home's warehouse path), later calls 0.3-1.3 s (the partition window's variables
+    change between calls). Nothing a parse records depends on the home or the run, though: the
+    macros read STRATA_* variables when executing, never while parsing. So the parse runs in an
+    environment without them (:func:`_parse_environment`), from the state `strata prepare`
+    saved in target/, and serves every call and every home of the process. A change to the
+    project's files is picked up by the next process (partial parse against that state).
+    """
+    global _PARSED
+    if _PARSED is None:
+        project_dir = Path(strata_dbt_project().project_dir)
+        target = project_dir / strata_dbt_project().target_path
+        with _scratch_target(target) as scratch:
+            saved = target / "partial_parse.msgpack"
+            if saved.exists():
+                shutil.copyfile(saved, scratch / saved.name)
+            _PARSED = pickle.dumps(_parse_into(scratch, project_dir))
+    return pickle.loads(_PARSED)
+
+
+@contextmanager
+def _scratch_target(target: Path) -> Iterator[Path]:
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    try:
+        yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def keep_parse_state(invocation_target: Path, keep_invocations: int = 20) -> None:
-    """Save a finished dbt call's parse state where dagster-dbt seeds the next call from.
+def _parse_into(target: Path, project_dir: Path) -> Any:
+    """`dbt parse` in this process, in :func:`_parse_environment`; the Manifest."""
+    with _DBT_CALLS, _process_environment(_parse_environment(), project_dir):
+        from dbt.cli.main import dbtRunner
 
-    dbt re-parses the whole project (seconds per call) unless the saved state was made for the
-    same profile, and the profile holds this home's warehouse path: so each home keeps its own
-    (DBT_TARGET_PATH, set per home). Also drops all but the newest ``keep_invocations`` call
-    folders, which would otherwise pile up run after run.
-    """
+        try:
+            result = dbtRunner().invoke(
+                [
+                    "parse",
+                    "--quiet",
+                    "--project-dir",
+                    str(project_dir),
+                    "--profiles-dir",
+                    str(settings.DBT_PROJECT_DIR),
+                    "--target-path",
+                    str(target),
+                ]
+            )
+        finally:
+            _close_dbt_duckdb()
+    if not result.success:
+        raise RuntimeError(f"dbt parse of {project_dir} failed: {result.exception}")
+    return result.result
+
+
+def _parse_environment() -> dict[str, str]:
+    """This process's environment without the variables that differ between homes and runs
+    (STRATA_*: the warehouse path, DuckDB's limits, the partition window, the salts) and
+    without dbt's per-home target path: a parse made here is the same for every home."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("STRATA_") and name != "DBT_TARGET_PATH"
+    }
+
+
+def drop_old_calls(invocation_target: Path, keep_invocations: int = 20) -> None:
+    """After a dbt call in this home's target folder (DBT_TARGET_PATH, set per home), drop all
+    but the newest ``keep_invocations`` call folders, which would otherwise pile up run after
+    run. A call made elsewhere leaves the home's folder alone."""
     base, target = (
         path if path.is_absolute() else settings.DBT_PROJECT_DIR / path
         for path in (Path(os.environ.get("DBT_TARGET_PATH", "target")), Path(invocation_target))
     )
-    state = target / "partial_parse.msgpack"
-    if not state.exists() or target.parent != base:
+    if target.parent != base:
         return
-    partial = base / "partial_parse.msgpack.tmp"
-    shutil.copyfile(state, partial)
-    os.replace(partial, base / "partial_parse.msgpack")
     calls = sorted(
         (p for p in base.iterdir() if p.is_dir() and (p / "manifest.json").exists()),
         key=lambda p: p.stat().st_mtime,

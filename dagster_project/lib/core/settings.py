@@ -67,7 +67,7 @@ class StrataPaths:
 
     @property
     def dbt_target(self) -> Path:
-        """dbt artifacts of this home's runs, and the parse state later dbt calls start from."""
+        """dbt artifacts of this home's runs (compiled SQL, run results), a folder per call."""
         return self.home / "dbt_target"
 
 
