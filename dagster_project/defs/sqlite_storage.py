@@ -28,7 +28,6 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 )
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.pool import NullPool
 
 
 def sync_sqlite_at_checkpoints() -> None:
@@ -84,20 +83,22 @@ def _keep_open(database: str) -> None:
             _KEPT_OPEN.popitem(last=False)[1].close()
 
 
-# engines kept per database file: a webserver reads many runs' files, a run writes two
+# engines (each with its open connection) kept per database file: a webserver reads many
+# runs' files, a run writes two
 _ENGINES_AT_MOST = 32
 
 
 class StrataSqliteEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log, with one SQLAlchemy engine per database file for the life of
-    the storage instead of one per statement.
+    the storage instead of one per statement, and one connection per file kept open.
 
-    Connections are still opened and closed per statement (NullPool, as upstream: no process
-    holds a write lock between events); only the engine's dialect set-up and its cache of
-    compiled statements are kept. Tables, once there, stay there: `has_table` remembers a yes.
-    The files, their schema and their location (`base_dir`, by default
-    $DAGSTER_HOME/history/runs, where the default storage keeps them) are upstream's, so a home
-    can switch between the two.
+    Upstream creates an engine, and with it a new connection, for every statement (NullPool).
+    Here each file's engine keeps its cache of compiled statements and one idle connection
+    between statements: in WAL mode an idle connection holds no lock, so other processes (the
+    webserver, the daemon, another run) read and write the files as before. Tables, once
+    there, stay there: `has_table` remembers a yes. The files, their schema and their location
+    (`base_dir`, by default $DAGSTER_HOME/history/runs, where the default storage keeps them)
+    are upstream's, so a home can switch between the two.
     """
 
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
@@ -126,7 +127,9 @@ class StrataSqliteEventLogStorage(SqliteEventLogStorage):
             if engine is None:
                 engine = create_engine(
                     self.conn_string_for_shard(shard),
-                    poolclass=NullPool,
+                    # one connection stays open; more at a time (threads) are closed after use
+                    pool_size=1,
+                    max_overflow=-1,
                     connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
                 )
                 self._engines[shard] = engine
