@@ -56,3 +56,43 @@ def test_the_dbt_resource_starts_no_process_and_loads_no_macros_before_the_call(
     resource = strata_dbt_resource()
     assert str(resource._cli_version) == importlib.metadata.version("dbt-core")
     assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_one_parse_serves_every_home_and_its_state_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt parses once per process, whatever the home and the STRATA_* variables (the salt
+    need not be set); a process that finds no saved parse state leaves one, and one whose
+    parse changed nothing leaves it as it was."""
+    from dagster_dbt import DbtProject
+
+    from dagster_project.defs.transform import project
+
+    target = tmp_path / "target"
+    monkeypatch.setattr(
+        project,
+        "strata_dbt_project",
+        lambda: DbtProject(project_dir=settings.DBT_PROJECT_DIR, target_path=target),
+    )
+    parses = []
+    parse_into = project._parse_into
+    monkeypatch.setattr(project, "_parse_into", lambda *a: parses.append(a) or parse_into(*a))
+    monkeypatch.delenv("STRATA_PII_SALT", raising=False)
+    saved = target / "partial_parse.msgpack"
+    manifests = []
+    for process in ("first", "second"):
+        monkeypatch.setattr(project, "_PARSED", None)  # a new process
+        for home in ("a", "b"):
+            monkeypatch.setenv("STRATA_HOME", str(tmp_path / process / home))
+            monkeypatch.setenv("STRATA_MIN_DATE", f"2026-01-0{len(manifests) + 1}")
+            manifests.append(project.parsed_manifest())
+        if process == "first":
+            assert saved.exists()
+            state, written = saved.read_bytes(), saved.stat().st_mtime_ns
+    assert len(parses) == 2  # one per process
+    assert saved.read_bytes() == state and saved.stat().st_mtime_ns == written
+    assert len({id(manifest) for manifest in manifests}) == 4  # each call gets its own copy
+    nodes = [sorted(manifest.nodes) for manifest in manifests]
+    assert nodes[0] == nodes[3] and "model.strata.user_360" in nodes[0]
+    assert {m.nodes["model.strata.user_360"].database for m in manifests} == {"warehouse"}
+    assert not list(tmp_path.glob("*/*/dbt_target"))  # nothing parsed into a home

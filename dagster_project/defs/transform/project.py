@@ -224,19 +224,24 @@ def parsed_manifest() -> Any:
     holds the home's warehouse path), later calls 0.3-1.3 s (the partition window's variables
     change between calls). Nothing a parse records depends on the home or the run, though: the
     macros read STRATA_* variables when executing, never while parsing. So the parse runs in an
-    environment without them (:func:`_parse_environment`), from the state `strata prepare`
-    saved in target/, and serves every call and every home of the process. A change to the
-    project's files is picked up by the next process (partial parse against that state).
+    environment without them (:func:`_parse_environment`), from the state saved in target/
+    (by `strata prepare`, or by the last process whose parse changed it), and serves every
+    call and every home of the process. A change to the project's files is picked up by the
+    next process.
     """
     global _PARSED
     if _PARSED is None:
         project_dir = Path(strata_dbt_project().project_dir)
         target = project_dir / strata_dbt_project().target_path
         with _scratch_target(target) as scratch:
-            saved = target / "partial_parse.msgpack"
+            saved, state = target / "partial_parse.msgpack", scratch / "partial_parse.msgpack"
             if saved.exists():
-                shutil.copyfile(saved, scratch / saved.name)
+                shutil.copyfile(saved, state)
             _PARSED = pickle.dumps(_parse_into(scratch, project_dir))
+            # the next process starts from this parse: after a change to the project, or a
+            # saved state that no longer fits (another dbt version), only one process pays
+            if state.exists() and (not saved.exists() or state.read_bytes() != saved.read_bytes()):
+                os.replace(state, saved)
     return pickle.loads(_PARSED)
 
 
