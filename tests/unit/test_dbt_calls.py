@@ -94,5 +94,8 @@ def test_one_parse_serves_every_home_and_its_state_the_next_process(
     assert len({id(manifest) for manifest in manifests}) == 4  # each call gets its own copy
     nodes = [sorted(manifest.nodes) for manifest in manifests]
     assert nodes[0] == nodes[3] and "model.strata.user_360" in nodes[0]
-    assert {m.nodes["model.strata.user_360"].database for m in manifests} == {"warehouse"}
+    for manifest in manifests:  # each copy resolves refs (compiling a model needs it)
+        found = manifest.ref_lookup.find("user_360", None, None, manifest)
+        assert found.unique_id == "model.strata.user_360" and found.database == "warehouse"
+        assert manifest.fixtures.keys() == manifests[0].fixtures.keys()
     assert not list(tmp_path.glob("*/*/dbt_target"))  # nothing parsed into a home

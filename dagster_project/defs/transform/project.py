@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import importlib.metadata
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -211,9 +212,9 @@ def _parse(project: DbtProject) -> None:
                 os.replace(scratch / name, target / name)
 
 
-# this process's parse of the project (pickled, so each call gets its own copy: dbt writes the
-# compiled SQL into the manifest's nodes)
-_PARSED: bytes | None = None
+# this process's parse of the project; each call gets a copy (dbt writes the compiled SQL into
+# the manifest's nodes)
+_PARSED: Any = None
 
 
 def parsed_manifest() -> Any:
@@ -237,12 +238,28 @@ def parsed_manifest() -> Any:
             saved, state = target / "partial_parse.msgpack", scratch / "partial_parse.msgpack"
             if saved.exists():
                 shutil.copyfile(saved, state)
-            _PARSED = pickle.dumps(_parse_into(scratch, project_dir))
+            _PARSED = _parse_into(scratch, project_dir)
             # the next process starts from this parse: after a change to the project, or a
             # saved state that no longer fits (another dbt version), only one process pays
             if state.exists() and (not saved.exists() or state.read_bytes() != saved.read_bytes()):
                 os.replace(state, saved)
-    return pickle.loads(_PARSED)
+    return _copy_manifest(_PARSED)
+
+
+def _copy_manifest(manifest: Any) -> Any:
+    """A deep copy of a dbt Manifest, by its dataclass fields.
+
+    Not pickle or copy.deepcopy: dbt 1.11's Manifest.__reduce_ex__ leaves out two fields, so
+    every field after them lands one or two places off (the copy's ref lookup is another
+    lookup, and compiling any model fails). The lookups and caches (fields starting with _)
+    are left to be rebuilt on first use, as after a parse.
+    """
+    fields = {
+        field.name: copy.deepcopy(getattr(manifest, field.name))
+        for field in dataclasses.fields(manifest)
+        if field.init and not field.name.startswith("_")
+    }
+    return type(manifest)(**fields)
 
 
 @contextmanager
