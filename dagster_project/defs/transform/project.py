@@ -194,22 +194,12 @@ def prepare_manifest() -> None:
     _parse(strata_dbt_project())
 
 
-PARSE_OUTPUTS = ("manifest.json", "partial_parse.msgpack", "semantic_manifest.json")
+PARSE_OUTPUTS = ("manifest.json", "semantic_manifest.json")
 
 
 def _parse(project: DbtProject) -> None:
-    """Parse into a scratch folder, then swap the outputs into target/, each with one rename.
-
-    A process loading definitions (or a dbt call seeding from the parse state) may read
-    target/ at any moment, e.g. while `dg dev` re-parses next to a running `strata run`: it
-    must see the old manifest or the new one, never half a file.
-    """
-    target = Path(project.project_dir) / project.target_path
-    with _scratch_target(target) as scratch:
-        _parse_into(scratch, Path(project.project_dir))
-        for name in PARSE_OUTPUTS:
-            if (scratch / name).exists():
-                os.replace(scratch / name, target / name)
+    """Parse, then swap the manifest into target/, where Dagster's definitions read it."""
+    _parse_from_saved_state(Path(project.project_dir), project.target_path, PARSE_OUTPUTS)
 
 
 # this process's parse of the project; each call gets a copy (dbt writes the compiled SQL into
@@ -232,18 +222,37 @@ def parsed_manifest() -> Any:
     """
     global _PARSED
     if _PARSED is None:
-        project_dir = Path(strata_dbt_project().project_dir)
-        target = project_dir / strata_dbt_project().target_path
-        with _scratch_target(target) as scratch:
-            saved, state = target / "partial_parse.msgpack", scratch / "partial_parse.msgpack"
-            if saved.exists():
-                shutil.copyfile(saved, state)
-            _PARSED = _parse_into(scratch, project_dir)
-            # the next process starts from this parse: after a change to the project, or a
-            # saved state that no longer fits (another dbt version), only one process pays
-            if state.exists() and (not saved.exists() or state.read_bytes() != saved.read_bytes()):
-                os.replace(state, saved)
+        project = strata_dbt_project()
+        _PARSED = _parse_from_saved_state(Path(project.project_dir), project.target_path, ())
     return _copy_manifest(_PARSED)
+
+
+def _parse_from_saved_state(project_dir: Path, target_path: Path, outputs: Sequence[str]) -> Any:
+    """Parse in a scratch folder of target/, starting from target/'s saved parse state; then
+    swap ``outputs`` into target/, each with one rename, and the Manifest back.
+
+    A process loading definitions (or seeding a parse) may read target/ at any moment, e.g.
+    while `dg dev` re-parses next to a running `strata run`: it sees the old file or the new
+    one, never half of one. The saved state is replaced when the parse changed it (a change to
+    the project, or a state that no longer fits, e.g. another dbt version): the next process
+    starts from it, so only one pays for a full parse.
+    """
+    target = project_dir / target_path
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    try:
+        saved, state = target / "partial_parse.msgpack", scratch / "partial_parse.msgpack"
+        if saved.exists():
+            shutil.copyfile(saved, state)
+        manifest = _parse_into(scratch, project_dir)
+        if state.exists() and (not saved.exists() or state.read_bytes() != saved.read_bytes()):
+            os.replace(state, saved)
+        for name in outputs:
+            if (scratch / name).exists():
+                os.replace(scratch / name, target / name)
+        return manifest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _copy_manifest(manifest: Any) -> Any:
@@ -260,16 +269,6 @@ def _copy_manifest(manifest: Any) -> Any:
         if field.init and not field.name.startswith("_")
     }
     return type(manifest)(**fields)
-
-
-@contextmanager
-def _scratch_target(target: Path) -> Iterator[Path]:
-    target.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _parse_into(target: Path, project_dir: Path) -> Any:
