@@ -99,3 +99,16 @@ def test_one_parse_serves_every_home_and_its_state_the_next_process(
         assert found.unique_id == "model.strata.user_360" and found.database == "warehouse"
         assert manifest.fixtures.keys() == manifests[0].fixtures.keys()
     assert not list(tmp_path.glob("*/*/dbt_target"))  # nothing parsed into a home
+
+
+def test_a_model_that_does_not_parse_fails_with_dbts_message(tmp_path: Path) -> None:
+    import shutil
+
+    from dagster_project.defs.transform import project
+
+    copy = tmp_path / "dbt"
+    shutil.copytree(settings.DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    (copy / "models" / "marts" / "user_360.sql").write_text("select {{ ref('no_such_model') }}")
+    with pytest.raises(RuntimeError) as failure:
+        project._parse_from_saved_state(copy, Path("target"), ())
+    assert "user_360" in str(failure.value) and "no_such_model" in str(failure.value)

@@ -292,7 +292,7 @@ def _parse_into(target: Path, project_dir: Path) -> Any:
         finally:
             _close_dbt_duckdb()
     if not result.success:
-        raise RuntimeError(f"dbt parse of {project_dir} failed: {result.exception}")
+        raise RuntimeError(f"dbt could not parse {project_dir}: {result.exception}")
     return result.result
 
 
