@@ -6,9 +6,10 @@ the checks. Upstream pays three avoidable costs on each, which were a quarter of
 
 - a wait for the disk per commit (SQLite's synchronous=FULL): see sync_sqlite_at_checkpoints;
 - a WAL checkpoint whenever its last connection to a file closes: see _keep_open;
-- a new SQLAlchemy engine per statement, which sets up the dialect again and compiles every
-  statement afresh (the compiled-statement cache belongs to the engine): see
-  StrataSqliteEventLogStorage, which `strata` names in the dagster.yaml it writes.
+- a new SQLAlchemy engine and SQLite connection per statement, which sets up the dialect and
+  runs the connection's pragmas again and compiles every statement afresh (the
+  compiled-statement cache belongs to the engine): see StrataSqliteEventLogStorage, which
+  `strata` names in the dagster.yaml it writes.
 """
 
 from __future__ import annotations

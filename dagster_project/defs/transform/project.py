@@ -116,8 +116,7 @@ class InProcessDbtInvocation(DbtCliInvocation):
         if call.returncode is not None:  # already ran (is_successful reads the stream again)
             return
         events: list[dict[str, Any]] = []
-        with _DBT_CALLS:
-            manifest = parsed_manifest()
+        manifest = parsed_manifest()
         with _DBT_CALLS, _process_environment(self._environment, self.project_dir):
             from dbt.cli.main import dbtRunner
             from dbt_common.events.functions import msg_to_dict
@@ -221,10 +220,11 @@ def parsed_manifest() -> Any:
     next process.
     """
     global _PARSED
-    if _PARSED is None:
-        project = strata_dbt_project()
-        _PARSED = _parse_from_saved_state(Path(project.project_dir), project.target_path, ())
-    return _copy_manifest(_PARSED)
+    with _DBT_CALLS:
+        if _PARSED is None:
+            project = strata_dbt_project()
+            _PARSED = _parse_from_saved_state(Path(project.project_dir), project.target_path, ())
+        return _copy_manifest(_PARSED)
 
 
 def _parse_from_saved_state(project_dir: Path, target_path: Path, outputs: Sequence[str]) -> Any:
