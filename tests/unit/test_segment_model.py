@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from feature_frames import mixed_user_features
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from dagster_project.lib.segmentation.clustering.clusterer import clusterer_from_spec
 from dagster_project.lib.segmentation.model import (
@@ -27,14 +27,6 @@ from dagster_project.lib.segmentation.spec_loader import load_segmentation_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "models" / "segmentation.yml"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
 
 
 def user_features(n: int, seed: int) -> pl.DataFrame:
@@ -78,6 +70,24 @@ def test_fit_sample_bounds_the_users_the_model_and_its_tree_are_fitted_on() -> N
     assert model.profile().get_column("users").sum() == frame.height
     quality = {q.metric: q.value for q in model.quality()}
     assert quality["users"] == frame.height and quality["users_fitted"] == 200
+
+
+def test_the_model_is_fitted_on_one_native_thread_then_the_callers_limits_come_back() -> None:
+    spec = small_spec()
+    clusterer = clusterer_from_spec(spec)
+    fit = clusterer.fit
+    threads_seen: list[set[int]] = []
+
+    def recording_fit(frame: pl.DataFrame):
+        threads_seen.append({pool["num_threads"] for pool in threadpool_info()})
+        return fit(frame)
+
+    clusterer.fit = recording_fit
+    with threadpool_limits(limits=2):
+        train_segment_model(user_features(200, seed=5), spec, clusterer=clusterer)
+        after = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
+    assert threads_seen == [{1}]  # BLAS and OpenMP alike
+    assert set(after.values()) == {2}  # the caller's limits are back
 
 
 def test_training_records_candidates_stability_surrogate_and_lineage(trained) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dagster_project.lib.core.threads import single_threaded
 from dagster_project.lib.model_store.quality import (
     QualityMetric,
     at_least,
@@ -290,6 +291,7 @@ def _previous_clusterer(previous: Any) -> SegmentClusterer | None:
     return previous.clusterer if isinstance(previous, SegmentModel) else previous
 
 
+@single_threaded()
 def train_segment_model(
     features: pl.DataFrame,
     spec: SegmentationSpec,

@@ -4,11 +4,12 @@ log-parameter optimiser (L-BFGS-B with analytic gradient, Nelder-Mead fallback).
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from dagster_project.lib.core.threads import single_threaded
 
 FloatArray = NDArray[np.float64]
 
@@ -86,21 +87,6 @@ def check_rft(x: FloatArray, tx: FloatArray, T: FloatArray) -> None:
         raise ValueError("need 0 <= recency <= T")
 
 
-def _single_threaded_blas() -> AbstractContextManager[Any]:
-    """Limit BLAS to one thread while fitting.
-
-    The objective's dot products and L-BFGS-B's tiny BLAS calls are latency-bound: OpenBLAS
-    thread hand-offs cost more than they save (measured on 2 cores: a 1M-customer fit takes
-    0.54 s single-threaded vs 0.7-0.9 s with twice the CPU; a 40-row fit 3 ms vs up to 200 ms
-    when other processes compete for the cores). threadpoolctl comes with scikit-learn.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def minimize_log_params(
     fun_and_grad: Callable[[FloatArray], tuple[float, FloatArray]],
     x0: FloatArray,
@@ -117,7 +103,7 @@ def minimize_log_params(
     """
     if bounds is None:
         bounds = [(-LOG_BOUND, LOG_BOUND)] * len(x0)
-    with _single_threaded_blas():
+    with single_threaded("blas"):
         return _lbfgsb_then_nelder_mead(
             fun_and_grad, x0, max_iter, bounds, ftol, fallback_iter or max_iter
         )
