@@ -531,6 +531,24 @@ def test_spec_severity_aliases_and_meta_fallback(tmp_path: Path) -> None:
         load_suite_spec("bad", tmp_path)
 
 
+def test_only_the_failed_of_two_alike_expectations_is_reported_with_its_evidence(
+    tmp_path: Path,
+) -> None:
+    # failures are found in a pass/fail pass and validated again for their evidence: two
+    # expectations of one type on one column, without descriptions, must not be mixed up
+    exps = [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "min_value": 0}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "max_value": 2}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+    ]
+    _write(tmp_path, "t", {"name": "t", "expectations": exps})
+    result = validate_frame(pd.DataFrame({"a": [1, 2, 3, 5, 5]}), "t", tmp_path)
+    assert result.evaluated == 3
+    assert [(f.column, f.observed, f.unexpected_sample) for f in result.failed] == [
+        ("a", "3 of 5 rows unexpected (60.00%)", [3, 5])
+    ]
+
+
 def test_invalid_expectation_is_reported_not_dropped(tmp_path: Path) -> None:
     # GX's ExpectationSuite(expectations=[...]) logs and drops invalid entries; we raise.
     exps = [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "a"}}]
