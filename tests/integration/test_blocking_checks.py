@@ -68,3 +68,48 @@ def test_staging_key_tests_fail_on_an_id_repeated_in_the_newest_ingestion(pipeli
     assert {r["unique_id"].split(".")[2]: r["status"] for r in results} == {
         name: "fail" for name in tests.values()
     }
+
+
+def test_daily_fact_tests_check_the_rebuilt_days_and_their_orders_whole_history(
+    pipeline_copy, monkeypatch
+):
+    """The daily facts' key tests read the days of the call's window (macros/test_window.sql):
+    a duplicate on another day is that day's build's to find, but an order of the window
+    that also lies on another day (moved there) fails the unique order_id."""
+    from datetime import timedelta
+
+    import duckdb
+
+    from dagster_project.defs.transform.project import strata_dbt_resource
+
+    earlier = END - timedelta(5)
+    with duckdb.connect(str(settings.strata_paths(pipeline_copy).warehouse)) as con:
+        con.execute(
+            "insert into marts.fct_orders select * replace (cast(? as date) as order_date) "
+            "from marts.fct_orders where order_date = ? limit 1",
+            [earlier, END],
+        )
+        con.execute(
+            "insert into marts.fct_user_activity_daily select * "
+            "from marts.fct_user_activity_daily where activity_date = ? limit 1",
+            [earlier],
+        )
+    tests = {
+        "orders": "unique_fct_orders_order_id",
+        "activity": "unique_combination_of_columns_fct_user_activity_daily_user_id__activity_date",
+    }
+
+    def statuses(first, last) -> dict[str, str]:
+        monkeypatch.setenv("STRATA_MIN_DATE", first.isoformat())
+        monkeypatch.setenv("STRATA_MAX_DATE", last.isoformat())
+        run = strata_dbt_resource().cli(
+            ["test", "--select", " ".join(tests.values())], raise_on_error=False
+        )
+        results = run.wait().get_artifact("run_results.json")["results"]
+        names = {name: key for key, name in tests.items()}
+        return {names[r["unique_id"].split(".")[2]]: r["status"] for r in results}
+
+    assert statuses(END, END) == {"orders": "fail", "activity": "pass"}
+    assert statuses(earlier, earlier) == {"orders": "fail", "activity": "fail"}
+    between = END - timedelta(1)
+    assert statuses(between, between) == {"orders": "pass", "activity": "pass"}
