@@ -69,6 +69,7 @@ def test_every_asset_has_a_group_and_kinds(definitions):
         assert node.group_name in {
             "ingestion",
             "staging",
+            "intermediate",
             "marts",
             "features",
             "segmentation",

@@ -286,6 +286,7 @@ def test_rebuilding_the_incremental_marts_from_scratch_gives_the_same_rows(
         "marts.segment_migration_daily",
         "marts.segment_kpis_daily",
         "marts.segment_category_affinity",
+        "intermediate.int_user_categories_bought",
     )
     warehouse = pipeline_copy / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
