@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +291,22 @@ def test_fit_sample_is_null_or_at_least_min_users(tmp_path: Path) -> None:
         load_segmentation_spec(path)
     path.write_text(text.replace("fit_sample: 200000", "fit_sample: null"), encoding="utf-8")
     assert load_segmentation_spec(path).clustering.fit_sample is None
+
+
+def test_one_thread_also_holds_for_native_libraries_loaded_inside_the_block() -> None:
+    # a run imports scikit-learn lazily, in its first fit: the limit must cover its OpenMP
+    code = (
+        "import sys\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from dagster_project.lib.core.threads import single_threaded\n"
+        "assert 'sklearn' not in sys.modules\n"
+        "with single_threaded():\n"
+        "    import sklearn.cluster\n"
+        "    inside = {pool['internal_api']: pool['num_threads'] for pool in threadpool_info()}\n"
+        "print(inside)\n"
+        "assert set(inside.values()) == {1} and 'openmp' in inside, inside\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
