@@ -13,38 +13,25 @@ The run's parallelism comes from DuckDB and polars.
 
 from __future__ import annotations
 
-from contextlib import ContextDecorator
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from threadpoolctl import threadpool_limits
 
 
-class _SingleThreaded(ContextDecorator):
-    def __init__(self, user_api: str | None) -> None:
-        self.user_api = user_api
-        self._limits: Any = None
-
-    def _recreate_cm(self) -> _SingleThreaded:  # a fresh one per decorated call
-        return _SingleThreaded(self.user_api)
-
-    def __enter__(self) -> _SingleThreaded:
-        # threadpoolctl limits the libraries loaded when the block starts, and the fits load
-        # scikit-learn (its OpenMP runtime) and SciPy (its own OpenBLAS) lazily: load them
-        # first, or the KMeans of a run's first fit would still use every core
-        import scipy.linalg  # noqa: F401
-        import sklearn.cluster  # noqa: F401
-
-        self._limits = threadpool_limits(limits=1, user_api=self.user_api)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._limits.restore_original_limits()
-
-
-def single_threaded(user_api: str | None = None) -> ContextDecorator:
+@contextmanager
+def single_threaded(user_api: str | None = None) -> Iterator[None]:
     """One native thread while inside (``user_api``: "blas" or "openmp" only; None: both).
 
-    A context manager and a decorator; the limits are set on entry, not when this is called,
-    and the previous ones come back on exit.
+    A context manager and, as ``@single_threaded()``, a decorator (fresh limits per call); the
+    previous limits come back on exit.
     """
-    return _SingleThreaded(user_api)
+    # threadpoolctl limits the libraries loaded when the block starts, and the fits load SciPy
+    # (its own OpenBLAS) and scikit-learn (its OpenMP runtime) lazily: load them first, or the
+    # KMeans of a run's first fit would still use every core
+    import scipy.linalg  # noqa: F401
+
+    if user_api != "blas":
+        import sklearn.cluster  # noqa: F401
+    with threadpool_limits(limits=1, user_api=user_api):
+        yield
