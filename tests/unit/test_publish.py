@@ -157,6 +157,33 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
     assert sorted(p.name for p in serving.parent.iterdir()) == ["strata.duckdb"]
 
 
+def test_a_daily_republish_writes_the_one_changed_day_alone(tmp_path, working):
+    """A day's run changes one date: its file is rewritten with the warehouse's rows (the date
+    column kept in the file, as in the partitioned write), the other day's file is left."""
+    serving = tmp_path / "serving" / "strata.duckdb"
+    root = tmp_path / "parquet"
+    publish_serving_copy(working, serving, root)
+    folder = root / "user_segments_daily"
+    before = {f.parent.name: f.stat().st_mtime_ns for f in folder.glob("*/data.parquet")}
+
+    working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-01', 'c')")
+    publish_serving_copy(working, serving, root)
+
+    after = {f.parent.name: f.stat().st_mtime_ns for f in folder.glob("*/data.parquet")}
+    assert after.keys() == before.keys() == {"snapshot_date=2024-04-30", "snapshot_date=2024-05-01"}
+    assert after["snapshot_date=2024-04-30"] == before["snapshot_date=2024-04-30"]
+    assert after["snapshot_date=2024-05-01"] != before["snapshot_date=2024-05-01"]
+    exported = working.execute(
+        f"select * from read_parquet('{folder}/snapshot_date=2024-05-01/data.parquet') order by all"
+    ).fetchall()
+    assert exported == [("u1", DAY, "b"), ("u2", DAY, "c")]
+    assert sorted(p.name for p in root.iterdir()) == ["dim_users", "user_segments_daily"]
+    assert (
+        serving_rows(serving, "user_segments_daily")
+        == working.execute("select * from marts.user_segments_daily order by all").fetchall()
+    )
+
+
 def test_an_unreadable_published_file_is_replaced_by_a_fresh_copy(tmp_path, working):
     serving = tmp_path / "serving" / "strata.duckdb"
     serving.parent.mkdir(parents=True)
