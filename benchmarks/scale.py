@@ -10,7 +10,9 @@ process tree (the CLI and any process it starts, dbt running inside it; sampled 
 from /proc, so Linux only, and shared pages count once per process), and the Dagster steps
 grouped by stage. The floor is one plain DuckDB scan of the same landing files (every table,
 every column read): no pipeline can ingest the data faster than it can read it once, so the
-ratio to the floor says how much of the run is work beyond reading.
+ratio to the floor says how much of the run is work beyond reading. The scan runs right after
+each run, on the files that run read: a shared machine's speed can change by half within
+minutes, and a ratio to a scan made at another moment would carry that change.
 
 Without --home the data lives in a temporary folder that is removed at the end. With --home,
 ``--reuse`` keeps the landing files a previous call generated there (same --users, --days,
@@ -140,13 +142,13 @@ def print_run(name: str, wall: float, peak: int, steps: list[tuple[str, str, flo
     print(f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}")
 
 
-def report(runs: list, landing: Path, logs: Path) -> None:
-    floor = floor_seconds(landing)
-    for name, wall, peak, steps in runs:
+def report(runs: list, logs: Path) -> None:
+    """`runs`: (name, wall, peak RSS, steps, floor seconds measured right after the run)."""
+    for name, wall, peak, steps, _ in runs:
         print_run(name, wall, peak, steps)
-    print(f"\nfloor (one DuckDB scan of every landing file): {floor:,.1f} s")
-    for name, wall, _, _ in runs:
-        print(f"  {name}: {wall / floor:,.1f} x the floor")
+    print("\nfloor (one DuckDB scan of every landing file, right after the run):")
+    for name, wall, _, _, floor in runs:
+        print(f"  {name}: floor {floor:,.1f} s, the run {wall / floor:,.1f} x the floor")
     print(f"\nslowest steps of the next-day run ({logs}):")
     for job, key, seconds in sorted(runs[-1][3], key=lambda r: -r[2])[:10]:
         print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
@@ -205,7 +207,8 @@ def next_day_only(home: Path, saved: Path, env: dict[str, str], logs: Path) -> i
         print(log.read_text()[-5000:])
         return code
     steps = step_seconds(home / "dagster", since)
-    report([("next-day run", wall, peak, steps)], home / "landing", logs)
+    floor = floor_seconds(home / "landing")
+    report([("next-day run", wall, peak, steps, floor)], logs)
     return 0
 
 
@@ -296,9 +299,10 @@ def main() -> int:
                 print(log.read_text()[-5000:])
                 print(f"{name} failed with exit code {code}; log: {log}")
                 return code
-            runs.append((name, wall, peak, step_seconds(home / "dagster", since)))
+            steps = step_seconds(home / "dagster", since)
+            runs.append((name, wall, peak, steps, floor_seconds(landing)))
 
-        report(runs, landing, logs)
+        report(runs, logs)
         return 0
     finally:
         if scratch:
