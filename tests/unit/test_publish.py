@@ -164,12 +164,18 @@ def test_a_daily_republish_writes_the_one_changed_day_alone(tmp_path, working):
     root = tmp_path / "parquet"
     publish_serving_copy(working, serving, root)
     folder = root / "user_segments_daily"
-    before = {f.parent.name: f.stat().st_mtime_ns for f in folder.glob("*/data.parquet")}
+    before = {
+        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
+        for f in folder.glob("*/data.parquet")
+    }
 
     working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-01', 'c')")
     publish_serving_copy(working, serving, root)
 
-    after = {f.parent.name: f.stat().st_mtime_ns for f in folder.glob("*/data.parquet")}
+    after = {
+        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
+        for f in folder.glob("*/data.parquet")
+    }
     assert after.keys() == before.keys() == {"snapshot_date=2024-04-30", "snapshot_date=2024-05-01"}
     assert after["snapshot_date=2024-04-30"] == before["snapshot_date=2024-04-30"]
     assert after["snapshot_date=2024-05-01"] != before["snapshot_date=2024-05-01"]
