@@ -5,14 +5,15 @@
 Generates the sample (``strata generate``), holds its last day back, runs ``strata run`` (the
 catch-up of every other day plus that day's snapshot), lands the last day and runs again (the
 next-day run a schedule makes every morning). Each ``strata run`` is its own process, as a user
-starts it; for each the script prints the wall time, the peak resident memory of the whole
-process tree (the CLI and any process it starts, dbt running inside it; sampled every 0.2 s
-from /proc, so Linux only, and shared pages count once per process), and the Dagster steps
-grouped by stage. The floor is one plain DuckDB scan of the same landing files (every table,
-every column read): no pipeline can ingest the data faster than it can read it once, so the
-ratio to the floor says how much of the run is work beyond reading. The scan runs right after
-each run, on the files that run read: a shared machine's speed can change by half within
-minutes, and a ratio to a scan made at another moment would carry that change.
+starts it; for each the script prints the wall time, the CPU time (user + system), the peak
+resident memory of the whole process tree (the CLI and any process it starts, dbt running
+inside it; sampled every 0.2 s from /proc, so Linux only, and shared pages count once per
+process), and the Dagster steps grouped by stage. The floor is one plain DuckDB scan of the
+same landing files (every table, every column read): no pipeline can ingest the data faster
+than it can read it once, so the ratio to the floor says how much of the run is work beyond
+reading. The scan runs right after each run, on the files that run read: a shared machine's
+speed can change by half within minutes, and a ratio to a scan made at another moment would
+carry that change.
 
 Without --home the data lives in a temporary folder that is removed at the end. With --home,
 ``--reuse`` keeps the landing files a previous call generated there (same --users, --days,
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -69,13 +72,30 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
-def timed_process(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int]:
-    """Run ``args``; returns wall seconds, the tree's peak RSS in bytes and the exit code."""
+@dataclass(frozen=True)
+class Timed:
+    """A finished process: wall seconds; CPU seconds (user + system, its own and those of the
+    children it waited for), steadier than the wall time on a shared machine; the peak RSS of
+    its process tree in bytes; its exit code."""
+
+    wall: float
+    cpu: float
+    peak: int
+    code: int
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_process(args: list[str], env: dict[str, str], log: Path) -> Timed:
+    """Run ``args`` and time it."""
     # gigabytes copied or generated just before (a restored warehouse) would otherwise be
     # written back to disk during the timed run
     os.sync()
     peak = 0
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), _children_cpu_seconds()
     with log.open("w", encoding="utf-8") as out:
         process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         done = threading.Event()
@@ -91,7 +111,7 @@ def timed_process(args: list[str], env: dict[str, str], log: Path) -> tuple[floa
         code = process.wait()
         done.set()
         sampler.join()
-    return time.perf_counter() - start, peak, code
+    return Timed(time.perf_counter() - start, _children_cpu_seconds() - cpu_before, peak, code)
 
 
 def step_seconds(dagster_home: Path, since: float) -> list[tuple[str, str, float]]:
@@ -129,8 +149,12 @@ def floor_seconds(landing: Path) -> float:
     return seconds
 
 
-def print_run(name: str, wall: float, peak: int, steps: list[tuple[str, str, float]]) -> None:
-    print(f"\n{name}: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB (process tree)")
+def print_run(name: str, run: Timed, steps: list[tuple[str, str, float]]) -> None:
+    wall = run.wall
+    print(
+        f"\n{name}: {wall:,.1f} s wall, {run.cpu:,.1f} s CPU (user + system), "
+        f"peak RSS {run.peak / 2**30:,.2f} GiB (process tree)"
+    )
     by_stage: dict[str, float] = defaultdict(float)
     for _, key, seconds in steps:
         by_stage[stage_of(key)] += seconds
@@ -143,14 +167,14 @@ def print_run(name: str, wall: float, peak: int, steps: list[tuple[str, str, flo
 
 
 def report(runs: list, logs: Path) -> None:
-    """`runs`: (name, wall, peak RSS, steps, floor seconds measured right after the run)."""
-    for name, wall, peak, steps, _ in runs:
-        print_run(name, wall, peak, steps)
+    """`runs`: (name, Timed, steps, floor seconds measured right after the run)."""
+    for name, run, steps, _ in runs:
+        print_run(name, run, steps)
     print("\nfloor (one DuckDB scan of every landing file, right after the run):")
-    for name, wall, _, _, floor in runs:
-        print(f"  {name}: floor {floor:,.1f} s, the run {wall / floor:,.1f} x the floor")
+    for name, run, _, floor in runs:
+        print(f"  {name}: floor {floor:,.1f} s, the run {run.wall / floor:,.1f} x the floor")
     print(f"\nslowest steps of the next-day run ({logs}):")
-    for job, key, seconds in sorted(runs[-1][3], key=lambda r: -r[2])[:10]:
+    for job, key, seconds in sorted(runs[-1][2], key=lambda r: -r[2])[:10]:
         print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
 
 
@@ -202,13 +226,13 @@ def next_day_only(home: Path, saved: Path, env: dict[str, str], logs: Path) -> i
     return_held_back_days(home)  # every day landed; the warehouse has all but the last
     since = time.time()
     log = logs / "next-day-run.log"
-    wall, peak, code = timed_process([*STRATA, "run", "--home", str(home)], env, log)
-    if code:
+    run = timed_process([*STRATA, "run", "--home", str(home)], env, log)
+    if run.code:
         print(log.read_text()[-5000:])
-        return code
+        return run.code
     steps = step_seconds(home / "dagster", since)
     floor = floor_seconds(home / "landing")
-    report([("next-day run", wall, peak, steps, floor)], logs)
+    report([("next-day run", run, steps, floor)], logs)
     return 0
 
 
@@ -264,10 +288,10 @@ def main() -> int:
         ]
         if not reuse:
             stamp.unlink(missing_ok=True)
-            wall, peak, code = timed_process(generate, env, logs / "generate.log")
-            if code:
+            generated = timed_process(generate, env, logs / "generate.log")
+            if generated.code:
                 print((logs / "generate.log").read_text())
-                return code
+                return generated.code
             stamp.write_text(wanted)
         landing = home / "landing"
         size = sum(f.stat().st_size for f in landing.rglob("*") if f.is_file())
@@ -276,7 +300,10 @@ def main() -> int:
             f"{size / 2**20:,.0f} MiB"
         )
         if not reuse:
-            print(f"generate: {wall:,.1f} s wall, peak RSS {peak / 2**30:,.2f} GiB")
+            print(
+                f"generate: {generated.wall:,.1f} s wall, "
+                f"peak RSS {generated.peak / 2**30:,.2f} GiB"
+            )
 
         last_day = max(p.name for p in (landing / "orders").iterdir())
         held = home / "held-back"
@@ -294,13 +321,13 @@ def main() -> int:
                     shutil.move(str(day_dir), str(landing / day_dir.parent.name / last_day))
             since = time.time()
             log = logs / f"{name.replace(' ', '-')}.log"
-            wall, peak, code = timed_process([*STRATA, "run", "--home", str(home)], env, log)
-            if code:
+            run = timed_process([*STRATA, "run", "--home", str(home)], env, log)
+            if run.code:
                 print(log.read_text()[-5000:])
-                print(f"{name} failed with exit code {code}; log: {log}")
-                return code
+                print(f"{name} failed with exit code {run.code}; log: {log}")
+                return run.code
             steps = step_seconds(home / "dagster", since)
-            runs.append((name, wall, peak, steps, floor_seconds(landing)))
+            runs.append((name, run, steps, floor_seconds(landing)))
 
         report(runs, logs)
         return 0
