@@ -166,15 +166,20 @@ def print_run(name: str, run: Timed, steps: list[tuple[str, str, float]]) -> Non
     print(f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}")
 
 
-def report(runs: list, logs: Path) -> None:
-    """`runs`: (name, Timed, steps, floor seconds measured right after the run)."""
+# a timed `strata run`: its name, process figures, Dagster steps (job, step key, seconds) and
+# the floor scan's seconds right after it
+Measured = tuple[str, Timed, list[tuple[str, str, float]], float]
+
+
+def report(runs: list[Measured], logs: Path) -> None:
     for name, run, steps, _ in runs:
         print_run(name, run, steps)
     print("\nfloor (one DuckDB scan of every landing file, right after the run):")
     for name, run, _, floor in runs:
         print(f"  {name}: floor {floor:,.1f} s, the run {run.wall / floor:,.1f} x the floor")
     print(f"\nslowest steps of the next-day run ({logs}):")
-    for job, key, seconds in sorted(runs[-1][2], key=lambda r: -r[2])[:10]:
+    _, _, last_steps, _ = runs[-1]
+    for job, key, seconds in sorted(last_steps, key=lambda r: -r[2])[:10]:
         print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
 
 
@@ -312,7 +317,7 @@ def main() -> int:
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(str(day_dir), str(target / last_day))
 
-        runs = []
+        runs: list[Measured] = []
         for name in ("catch-up run", "next-day run"):
             if name == "next-day run":
                 if args.home:  # for --next-day-only

@@ -91,6 +91,14 @@ def test_a_copy_left_by_a_killed_publish_is_removed(tmp_path, working):
     assert sorted(p.name for p in serving.parent.iterdir()) == ["strata.duckdb"]
 
 
+def day_file_stamps(table_folder) -> dict[str, tuple[int, int]]:
+    """Each day folder's data.parquet: (inode, mtime); a rewritten file changes both."""
+    return {
+        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
+        for f in table_folder.glob("*/data.parquet")
+    }
+
+
 def serving_rows(serving, table: str) -> list[tuple]:
     with duckdb.connect(str(serving), read_only=True) as reader:
         return reader.execute(f"select * from marts.{table} order by all").fetchall()
@@ -108,9 +116,8 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
     serving = tmp_path / "serving" / "strata.duckdb"
     root = tmp_path / "parquet"
     publish_serving_copy(working, serving, root)
-    day_files = sorted(root.glob("fct_orders/*/data.parquet"))
-    assert len(day_files) == 5
-    written = {f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in day_files}
+    written = day_file_stamps(root / "fct_orders")
+    assert len(written) == 5
     (root / "user_segments_daily" / "snapshot_date=2024-04-30" / "data.parquet").unlink()
 
     working.execute("update marts.fct_orders set amount = -1 where order_id = 'o7'")
@@ -136,10 +143,7 @@ def test_a_republish_rewrites_the_changed_days_and_equals_the_warehouse(tmp_path
         assert exported == expected, table
     # the days whose rows did not change kept their files; the removed day and table are gone,
     # the changed, new and deleted-by-hand ones were written
-    kept = {
-        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
-        for f in root.glob("fct_orders/*/data.parquet")
-    }
+    kept = day_file_stamps(root / "fct_orders")
     assert "order_date=2024-04-01" not in kept
     assert "order_date=2024-04-09" in kept
     unchanged = ["order_date=2024-04-02", "order_date=2024-04-04", "order_date=2024-04-05"]
@@ -164,18 +168,12 @@ def test_a_daily_republish_writes_the_one_changed_day_alone(tmp_path, working):
     root = tmp_path / "parquet"
     publish_serving_copy(working, serving, root)
     folder = root / "user_segments_daily"
-    before = {
-        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
-        for f in folder.glob("*/data.parquet")
-    }
+    before = day_file_stamps(folder)
 
     working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-01', 'c')")
     publish_serving_copy(working, serving, root)
 
-    after = {
-        f.parent.name: (f.stat().st_ino, f.stat().st_mtime_ns)
-        for f in folder.glob("*/data.parquet")
-    }
+    after = day_file_stamps(folder)
     assert after.keys() == before.keys() == {"snapshot_date=2024-04-30", "snapshot_date=2024-05-01"}
     assert after["snapshot_date=2024-04-30"] == before["snapshot_date=2024-04-30"]
     assert after["snapshot_date=2024-05-01"] != before["snapshot_date=2024-05-01"]
