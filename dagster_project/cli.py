@@ -206,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[str]) -> None:
     from dagster_project.lib.core.warehouse import connect, table_exists
     from dagster_project.lib.segmentation.schemes import scheme_names
+    from dagster_project.lib.serving.publish import PUBLISHED_SCHEMA
 
     print()
     print(f"checks: {len(passed)} passed, {len(failed)} failed")
@@ -215,7 +216,9 @@ def _print_summary(paths: settings.StrataPaths, passed: list[str], failed: list[
         return
     with connect(paths.serving_db, read_only=True) as con:
         rows = con.execute(
-            "select schema_name || '.' || table_name from duckdb_tables() order by 1"
+            "select schema_name || '.' || table_name from duckdb_tables() "
+            "where schema_name = ? order by 1",
+            [PUBLISHED_SCHEMA],
         ).fetchall()
         print(f"serving tables ({paths.serving_db}):")
         for (name,) in rows:

@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from dagster_project.lib.serving.publish import (
+    FINGERPRINT_SCHEMA,
     SERVING_STORAGE_VERSION,
     publish_serving_copy,
 )
@@ -41,7 +42,12 @@ def test_serving_copy_holds_the_marts_in_a_duckdb_1x_readable_file(tmp_path, wor
     ).fetchall()
     reader.close()
     assert tags["storage_version"].startswith(SERVING_STORAGE_VERSION[:4])
-    assert tables == [("marts", "dim_users"), ("marts", "user_segments_daily")]
+    # the BI tables, and the sliced one's fingerprints that the next publish compares with
+    assert tables == [
+        ("marts", "dim_users"),
+        ("marts", "user_segments_daily"),
+        (FINGERPRINT_SCHEMA, "user_segments_daily"),
+    ]
     assert [p.name for p in serving.parent.iterdir()] == ["strata.duckdb"]  # no temp file left
 
 
@@ -194,3 +200,74 @@ def test_an_unreadable_published_file_is_replaced_by_a_fresh_copy(tmp_path, work
     serving.write_bytes(b"not a duckdb file")
     publish_serving_copy(working, serving)
     assert serving_rows(serving, "dim_users") == [("u1",)]
+
+
+def stored_fingerprints(serving, table: str) -> list[tuple]:
+    with duckdb.connect(str(serving), read_only=True) as reader:
+        return reader.execute(f"select * from {FINGERPRINT_SCHEMA}.{table} order by all").fetchall()
+
+
+def test_a_republish_compares_with_the_fingerprints_kept_in_the_published_file(tmp_path, working):
+    """The published file's stored fingerprints, not its rows, say what changed: a day whose
+    stored fingerprint is off is written again though its rows are the warehouse's."""
+    serving = tmp_path / "serving" / "strata.duckdb"
+    root = tmp_path / "parquet"
+    publish_serving_copy(working, serving, root)
+    first = stored_fingerprints(serving, "user_segments_daily")
+    assert [(day, rows) for day, rows, _ in first] == [(date(2024, 4, 30), 1), (DAY, 1)]
+    with duckdb.connect(str(serving)) as writer:
+        writer.execute(
+            f"update {FINGERPRINT_SCHEMA}.user_segments_daily set digest = digest + 1 "
+            "where snapshot_date = date '2024-04-30'"
+        )
+    before = day_file_stamps(root / "user_segments_daily")
+
+    publish_serving_copy(working, serving, root)
+
+    after = day_file_stamps(root / "user_segments_daily")
+    assert after[f"snapshot_date={DAY}"] == before[f"snapshot_date={DAY}"]
+    assert after["snapshot_date=2024-04-30"] != before["snapshot_date=2024-04-30"]
+    assert stored_fingerprints(serving, "user_segments_daily") == first
+
+
+def test_a_file_published_without_fingerprints_is_compared_by_its_rows(tmp_path, working):
+    """A file published before the fingerprints were kept: its rows are hashed, only the
+    changed day is written, and the fingerprints are kept from then on."""
+    serving = tmp_path / "serving" / "strata.duckdb"
+    root = tmp_path / "parquet"
+    publish_serving_copy(working, serving, root)
+    with duckdb.connect(str(serving)) as writer:
+        writer.execute(f"drop schema {FINGERPRINT_SCHEMA} cascade")
+    before = day_file_stamps(root / "user_segments_daily")
+
+    working.execute("insert into marts.user_segments_daily values ('u2', date '2024-05-01', 'c')")
+    publish_serving_copy(working, serving, root)
+
+    after = day_file_stamps(root / "user_segments_daily")
+    assert after["snapshot_date=2024-04-30"] == before["snapshot_date=2024-04-30"]
+    assert after[f"snapshot_date={DAY}"] != before[f"snapshot_date={DAY}"]
+    days = [(day, rows) for day, rows, _ in stored_fingerprints(serving, "user_segments_daily")]
+    assert days == [(date(2024, 4, 30), 1), (DAY, 2)]
+    assert (
+        serving_rows(serving, "user_segments_daily")
+        == working.execute("select * from marts.user_segments_daily order by all").fetchall()
+    )
+
+
+def test_fingerprints_go_with_a_table_no_longer_published_or_sliced(tmp_path, working):
+    serving = tmp_path / "serving" / "strata.duckdb"
+    working.execute(
+        f"create table marts.fct_orders as select 'o1' as id, date '{DAY}' as order_date"
+    )
+    publish_serving_copy(working, serving)
+    assert stored_fingerprints(serving, "fct_orders") != []
+
+    working.execute("drop table marts.fct_orders")
+    working.execute("alter table marts.user_segments_daily rename column snapshot_date to day")
+    publish_serving_copy(working, serving)
+
+    with duckdb.connect(str(serving), read_only=True) as reader:
+        kept = reader.execute(
+            "select table_name from duckdb_tables() where schema_name = ?", [FINGERPRINT_SCHEMA]
+        ).fetchall()
+    assert kept == []

@@ -10,6 +10,11 @@ The Parquet exports follow the same slices: a table with a date column (SLICE_CO
 file per date, `<table>/<column>=YYYY-MM-DD/data.parquet` (Hive layout), and only the dates
 whose rows changed since the last publish (or whose file is missing) are written again; any
 other table is one file, `<table>/data.parquet`, written whole.
+
+Which dates changed is found by fingerprinting each date's rows. The published file keeps the
+fingerprints of what it holds (schema FINGERPRINT_SCHEMA, one small table per sliced table,
+written and swapped in with the data), so a daily publish hashes the warehouse's rows only, not
+the published copy's as well: both grow with every snapshot kept.
 """
 
 from __future__ import annotations
@@ -29,20 +34,27 @@ PUBLISHED_SCHEMA = "marts"
 # Date columns a published table is sliced by, in order of preference: the serving copy and the
 # Parquet exports rewrite only the slices that changed (see publish_serving_copy).
 SLICE_COLUMNS = ("snapshot_date", "order_date", "activity_date")
+# In the published file: per sliced table, each slice's (row_count, digest) as published. Not
+# a BI table; a file without it (published by an older Strata) is fingerprinted by hashing.
+FINGERPRINT_SCHEMA = "strata_publish"
 # A patched serving file is written afresh once more than this share of it is free blocks.
 MAX_FREE_SHARE = 0.5
 WHOLE_FILE = "data.parquet"
 
 
+Fingerprints = dict[object, tuple[int, int]]
+
+
 @dataclass(frozen=True)
 class Slices:
-    """A table's slice column, the values (dates) whose rows changed since the last publish,
-    and every value it holds now. `changed` None: no earlier copy to compare with (every
-    slice is written)."""
+    """A table's slice column and its type, the values (dates) whose rows changed since the
+    last publish, and each value's fingerprint now. `changed` None: no earlier copy to compare
+    with (every slice is written)."""
 
     column: str
+    column_type: str
     changed: list[object] | None
-    current: set[object]
+    current: Fingerprints
 
 
 def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -64,13 +76,30 @@ def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[
 
 def _slice_fingerprints(
     con: duckdb.DuckDBPyConnection, relation: str, column: str, columns: list[str]
-) -> dict[object, tuple[int, int]]:
+) -> Fingerprints:
     """Per value of the slice column: row count and the sum of the rows' hashes (a multiset
     fingerprint: any changed, added or removed row changes it)."""
     hashed = ", ".join(f'"{c}"' for c in columns)
     rows = con.execute(
         f'select "{column}", count(*), sum(cast(hash({hashed}) as hugeint)) '
         f'from {relation} group by "{column}"'
+    ).fetchall()
+    return {value: (count, digest) for value, count, digest in rows}
+
+
+def _published_fingerprints(
+    con: duckdb.DuckDBPyConnection, database: str, table: str, column: str, columns: list[str]
+) -> Fingerprints:
+    """The slices' fingerprints of the copy in `database`: as stored with it, else hashed."""
+    stored = con.execute(
+        "select count(*) from duckdb_tables() where database_name = ? and schema_name = ? "
+        "and table_name = ?",
+        [database, FINGERPRINT_SCHEMA, table],
+    ).fetchone()[0]
+    if not stored:
+        return _slice_fingerprints(con, f"{database}.{PUBLISHED_SCHEMA}.{table}", column, columns)
+    rows = con.execute(
+        f'select "{column}", row_count, digest from {database}.{FINGERPRINT_SCHEMA}."{table}"'
     ).fetchall()
     return {value: (count, digest) for value, count, digest in rows}
 
@@ -83,17 +112,39 @@ def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) ->
     column = next((c for c in SLICE_COLUMNS if c in names), None)
     if column is None:
         return None
-    relation = f"{PUBLISHED_SCHEMA}.{table}"
-    new = _slice_fingerprints(con, relation, column, names)
+    new = _slice_fingerprints(con, f"{PUBLISHED_SCHEMA}.{table}", column, names)
     if not new or None in new:
         return None
+    column_type = dict(columns)[column]
     if database is None or _columns(con, database, table) != columns:
-        return Slices(column, None, set(new))
-    old = _slice_fingerprints(con, f"{database}.{relation}", column, names)
+        return Slices(column, column_type, None, new)
+    old = _published_fingerprints(con, database, table, column, names)
     changed = [value for value in new.keys() | old.keys() if new.get(value) != old.get(value)]
     if None in changed:
-        return Slices(column, None, set(new))
-    return Slices(column, sorted(changed), set(new))
+        return Slices(column, column_type, None, new)
+    return Slices(column, column_type, sorted(changed), new)
+
+
+def _store_fingerprints(
+    con: duckdb.DuckDBPyConnection, database: str, table: str, slices: Slices | None
+) -> None:
+    """Keep the slices' fingerprints with the copy just written (none for an unsliced table)."""
+    target = f'{database}.{FINGERPRINT_SCHEMA}."{table}"'
+    if slices is None:
+        con.execute(f"drop table if exists {target}")
+        return
+    values = sorted(slices.current)
+    # digests are HUGEINT sums: passed as text, so no value is narrowed on the way
+    con.execute(
+        f"create or replace table {target} as select "
+        f'cast(unnest(?) as {slices.column_type}) as "{slices.column}", '
+        "unnest(?) as row_count, cast(unnest(?) as hugeint) as digest",
+        [
+            values,
+            [slices.current[v][0] for v in values],
+            [str(slices.current[v][1]) for v in values],
+        ],
+    )
 
 
 def _current_database(con: duckdb.DuckDBPyConnection) -> str:
@@ -152,6 +203,7 @@ def publish_serving_copy(
         con.execute(f"attach '{tmp}' as {alias} (storage_version '{SERVING_STORAGE_VERSION}')")
     try:
         con.execute(f"create schema if not exists {alias}.{PUBLISHED_SCHEMA}")
+        con.execute(f"create schema if not exists {alias}.{FINGERPRINT_SCHEMA}")
         previous = {
             row[0]
             for row in con.execute(
@@ -162,6 +214,7 @@ def publish_serving_copy(
         }
         for table in sorted(previous - set(tables)):
             con.execute(f"drop table {alias}.{PUBLISHED_SCHEMA}.{table}")
+            con.execute(f'drop table if exists {alias}.{FINGERPRINT_SCHEMA}."{table}"')
         if parquet_root is not None:
             _remove_unpublished_exports(parquet_root, tables)
         for table in tables:
@@ -181,6 +234,7 @@ def publish_serving_copy(
                     f'where list_contains(?, "{column}")',
                     [changed],
                 )
+            _store_fingerprints(con, alias, table, slices)
             counts[relation] = int(scalar(con, f"select count(*) from {target}"))
         con.execute(f"checkpoint {alias}")
     finally:
