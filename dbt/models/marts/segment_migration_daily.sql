@@ -16,16 +16,11 @@
 
 with
 
-all_segments as (
-    select * from {{ source('strata', 'user_segments_daily') }}
-),
-
-all_custom_segments as (
-    select * from {{ source('strata', 'user_custom_segments_daily') }}
-),
-
+-- The sources are named where they are read, not through CTEs: DuckDB materializes a CTE that
+-- is read twice, which here would copy every snapshot ever kept (19 s at 1M users and 60
+-- snapshots, not 2 s).
 snapshot_dates as (
-    select distinct snapshot_date from all_segments
+    select distinct snapshot_date from {{ source('strata', 'user_segments_daily') }}
 ),
 
 {%- set bounds = window_bounds() %}
@@ -50,12 +45,17 @@ pairs as (
     group by rebuilt_dates.snapshot_date
 ),
 
+needed_dates as (
+    select snapshot_date from pairs
+    union all
+    select previous_snapshot_date as snapshot_date from pairs
+),
+
 needed_segments as (
-    select all_segments.*
-    from all_segments
-    where
-        all_segments.snapshot_date in (select pairs.snapshot_date from pairs)
-        or all_segments.snapshot_date in (select pairs.previous_snapshot_date from pairs)
+    -- one IN list, not two joined by OR: 1.7 s against 2.2 s at 1M users and 60 snapshots
+    select user_segments.*
+    from {{ source('strata', 'user_segments_daily') }} as user_segments
+    where user_segments.snapshot_date in (select needed_dates.snapshot_date from needed_dates)
 ),
 
 memberships as (
@@ -67,10 +67,8 @@ memberships as (
         scheme,
         segment,
         segment_label
-    from all_custom_segments
-    where
-        snapshot_date in (select pairs.snapshot_date from pairs)
-        or snapshot_date in (select pairs.previous_snapshot_date from pairs)
+    from {{ source('strata', 'user_custom_segments_daily') }}
+    where snapshot_date in (select needed_dates.snapshot_date from needed_dates)
 ),
 
 transitions as (
