@@ -20,6 +20,12 @@ Without --home the data lives in a temporary folder that is removed at the end. 
 --seed and --format) and starts again from an empty warehouse; ``--next-day-only`` restores the
 state a previous call saved right after its catch-up and times only the next-day run (to measure
 a change to the daily path without a 15-minute catch-up at 1M users).
+
+A catch-up builds one snapshot, so a next-day run right after it finds one snapshot kept. A
+schedule that has run for weeks has one per day, and a step that reads every snapshot kept grows
+with them. ``--snapshots N`` has ``strata run --start .. --end ..`` build the N snapshots up to
+the catch-up's own in date order (a third timed run), so the next day runs with N kept, as it
+would after N days in production.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -252,6 +259,13 @@ def main() -> int:
         "--reuse", action="store_true", help="keep the landing files generated in --home"
     )
     parser.add_argument(
+        "--snapshots",
+        type=int,
+        default=1,
+        help="snapshots kept before the next-day run (the catch-up builds 1; more are built "
+        "in date order by a timed `strata run --start .. --end ..`)",
+    )
+    parser.add_argument(
         "--next-day-only",
         action="store_true",
         help="restore --home's saved post-catch-up state and time the next-day run alone",
@@ -259,6 +273,8 @@ def main() -> int:
     args = parser.parse_args()
     if (args.reuse or args.next_day_only) and not args.home:
         parser.error("--reuse and --next-day-only need --home")
+    if not 1 <= args.snapshots < args.days:
+        parser.error("--snapshots must be at least 1 and fewer than --days")
 
     scratch = None if args.home else tempfile.mkdtemp(prefix="strata-scale-")
     home = (args.home or Path(scratch)).resolve()
@@ -317,8 +333,17 @@ def main() -> int:
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(str(day_dir), str(target / last_day))
 
+        # The catch-up's snapshot is the day before the held-back one. The earlier ones are built
+        # oldest first and that one again last, as days of production would have built them
+        # (each snapshot's previous segments and since-dates come from the one before).
+        newest = date.fromisoformat(last_day.removeprefix("date=")) - timedelta(days=1)
+        oldest = newest - timedelta(days=args.snapshots - 1)
+        earlier = ["--start", str(oldest), "--end", str(newest)]
+        names = ["catch-up run"]
+        if args.snapshots > 1:
+            names.append(f"{args.snapshots} snapshots in order")
         runs: list[Measured] = []
-        for name in ("catch-up run", "next-day run"):
+        for name in [*names, "next-day run"]:
             if name == "next-day run":
                 if args.home:  # for --next-day-only
                     save_state(home, saved)
@@ -326,7 +351,8 @@ def main() -> int:
                     shutil.move(str(day_dir), str(landing / day_dir.parent.name / last_day))
             since = time.time()
             log = logs / f"{name.replace(' ', '-')}.log"
-            run = timed_process([*STRATA, "run", "--home", str(home)], env, log)
+            extra = earlier if name.endswith("in order") else []
+            run = timed_process([*STRATA, "run", "--home", str(home), *extra], env, log)
             if run.code:
                 print(log.read_text()[-5000:])
                 print(f"{name} failed with exit code {run.code}; log: {log}")
