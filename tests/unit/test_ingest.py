@@ -79,6 +79,22 @@ def test_reingesting_a_day_replaces_it(tmp_path, con):
     assert ingested_dates(con) == {DAY}
 
 
+def test_each_ingestion_is_stamped_later_than_the_one_before(tmp_path, con):
+    """Incremental staging takes the partitions ingested after the newest _ingested_at it
+    holds: two ingestions within one second must not carry the same time."""
+    write_orders(tmp_path, DAY, "o1,u1,2024-03-05 10:00:00,1.00,USD,completed\n")
+    write_orders(tmp_path, date(2024, 3, 6), "o2,u1,2024-03-06 10:00:00,1.00,USD,completed\n")
+    ingest_partition(con, tmp_path, "orders", DAY, run_id="r1")
+    ingest_partition(con, tmp_path, "orders", date(2024, 3, 6), run_id="r2")
+
+    raw = con.execute("select _run_id, _ingested_at from raw.orders order by _run_id").fetchall()
+    audit = con.execute(
+        "select run_id, ingested_at from audit.ingested_partitions order by run_id"
+    ).fetchall()
+    assert raw == audit
+    assert raw[1][1] > raw[0][1]
+
+
 def test_a_missing_required_column_fails_the_partition_naming_file_and_column(tmp_path, con):
     directory = tmp_path / "orders" / f"date={DAY.isoformat()}"
     directory.mkdir(parents=True)

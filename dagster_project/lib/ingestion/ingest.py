@@ -292,7 +292,9 @@ def _ingest_chunk(
         *[pl.col(c.name) for c in specs], "_reason", "_kind", *lineage
     )
 
-    ingested_at = datetime.now().replace(microsecond=0)
+    # to the microsecond: incremental staging takes the partitions ingested after the newest
+    # _ingested_at it holds, and two ingestions within one second must not tie
+    ingested_at = datetime.now()
     stats = _stats(table, files_by_day, landed, rejected, guests_are_rejects)
     audit = pl.DataFrame(
         {
