@@ -229,6 +229,22 @@ def save_state(home: Path, saved: Path) -> None:
     copy_run_state(home, saved)
 
 
+def measured_run(
+    name: str, home: Path, env: dict[str, str], logs: Path, extra: list[str]
+) -> Measured | int:
+    """One timed `strata run` (with `extra` arguments), its steps and the floor right after;
+    the exit code, with the log's tail printed, when it fails."""
+    since = time.time()
+    log = logs / f"{name.replace(' ', '-')}.log"
+    run = timed_process([*STRATA, "run", "--home", str(home), *extra], env, log)
+    if run.code:
+        print(log.read_text()[-5000:])
+        print(f"{name} failed with exit code {run.code}; log: {log}")
+        return run.code
+    steps = step_seconds(home / "dagster", since)
+    return (name, run, steps, floor_seconds(home / "landing"))
+
+
 def next_day_only(home: Path, saved: Path, env: dict[str, str], logs: Path) -> int:
     if not saved.is_dir():
         print(f"--next-day-only: no saved catch-up state in {saved}; run without it first")
@@ -236,15 +252,10 @@ def next_day_only(home: Path, saved: Path, env: dict[str, str], logs: Path) -> i
     remove_run_state(home)
     copy_run_state(saved, home)
     return_held_back_days(home)  # every day landed; the warehouse has all but the last
-    since = time.time()
-    log = logs / "next-day-run.log"
-    run = timed_process([*STRATA, "run", "--home", str(home)], env, log)
-    if run.code:
-        print(log.read_text()[-5000:])
-        return run.code
-    steps = step_seconds(home / "dagster", since)
-    floor = floor_seconds(home / "landing")
-    report([("next-day run", run, steps, floor)], logs)
+    measured = measured_run("next-day run", home, env, logs, [])
+    if isinstance(measured, int):
+        return measured
+    report([measured], logs)
     return 0
 
 
@@ -338,27 +349,22 @@ def main() -> int:
         # (each snapshot's previous segments and since-dates come from the one before).
         newest = date.fromisoformat(last_day.removeprefix("date=")) - timedelta(days=1)
         oldest = newest - timedelta(days=args.snapshots - 1)
-        earlier = ["--start", str(oldest), "--end", str(newest)]
-        names = ["catch-up run"]
+        plan = [("catch-up run", [])]
         if args.snapshots > 1:
-            names.append(f"{args.snapshots} snapshots in order")
+            earlier = ["--start", str(oldest), "--end", str(newest)]
+            plan.append((f"{args.snapshots} snapshots in order", earlier))
+        plan.append(("next-day run", []))
         runs: list[Measured] = []
-        for name in [*names, "next-day run"]:
+        for name, extra in plan:
             if name == "next-day run":
                 if args.home:  # for --next-day-only
                     save_state(home, saved)
                 for day_dir in held.glob(f"*/{last_day}"):
                     shutil.move(str(day_dir), str(landing / day_dir.parent.name / last_day))
-            since = time.time()
-            log = logs / f"{name.replace(' ', '-')}.log"
-            extra = earlier if name.endswith("in order") else []
-            run = timed_process([*STRATA, "run", "--home", str(home), *extra], env, log)
-            if run.code:
-                print(log.read_text()[-5000:])
-                print(f"{name} failed with exit code {run.code}; log: {log}")
-                return run.code
-            steps = step_seconds(home / "dagster", since)
-            runs.append((name, run, steps, floor_seconds(landing)))
+            measured = measured_run(name, home, env, logs, extra)
+            if isinstance(measured, int):
+                return measured
+            runs.append(measured)
 
         report(runs, logs)
         return 0

@@ -57,13 +57,17 @@ class Slices:
     current: Fingerprints
 
 
-def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+def _tables(con: duckdb.DuckDBPyConnection, database: str, schema: str) -> set[str]:
+    """The tables (not views) of `schema` in the attached `database`."""
     rows = con.execute(
-        "select table_name from information_schema.tables "
-        "where table_schema = ? and table_type = 'BASE TABLE' order by table_name",
-        [PUBLISHED_SCHEMA],
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = ?",
+        [database, schema],
     ).fetchall()
-    return [row[0] for row in rows]
+    return {row[0] for row in rows}
+
+
+def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return sorted(_tables(con, _current_database(con), PUBLISHED_SCHEMA))
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
@@ -88,14 +92,14 @@ def _slice_fingerprints(
 
 
 def _published_fingerprints(
-    con: duckdb.DuckDBPyConnection, database: str, table: str, column: str, columns: list[str]
+    con: duckdb.DuckDBPyConnection,
+    database: str,
+    table: str,
+    column: str,
+    columns: list[str],
+    stored: bool,
 ) -> Fingerprints:
-    """The slices' fingerprints of the copy in `database`: as stored with it, else hashed."""
-    stored = con.execute(
-        "select count(*) from duckdb_tables() where database_name = ? and schema_name = ? "
-        "and table_name = ?",
-        [database, FINGERPRINT_SCHEMA, table],
-    ).fetchone()[0]
+    """The slices' fingerprints of the copy in `database`: as `stored` with it, else hashed."""
     if not stored:
         return _slice_fingerprints(con, f"{database}.{PUBLISHED_SCHEMA}.{table}", column, columns)
     rows = con.execute(
@@ -104,9 +108,12 @@ def _published_fingerprints(
     return {value: (count, digest) for value, count, digest in rows}
 
 
-def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) -> Slices | None:
+def _slices(
+    con: duckdb.DuckDBPyConnection, database: str | None, table: str, stored: bool = False
+) -> Slices | None:
     """The table's slices compared with its copy in `database` (None: no copy to compare
-    with); None when the table is not sliced: no slice column, no rows, or a null in it."""
+    with; `stored`: that copy's fingerprints are kept with it); None when the table is not
+    sliced: no slice column, no rows, or a null in it."""
     columns = _columns(con, _current_database(con), table)
     names = [name for name, _ in columns]
     column = next((c for c in SLICE_COLUMNS if c in names), None)
@@ -118,7 +125,7 @@ def _slices(con: duckdb.DuckDBPyConnection, database: str | None, table: str) ->
     column_type = dict(columns)[column]
     if database is None or _columns(con, database, table) != columns:
         return Slices(column, column_type, None, new)
-    old = _published_fingerprints(con, database, table, column, names)
+    old = _published_fingerprints(con, database, table, column, names, stored)
     changed = [value for value in new.keys() | old.keys() if new.get(value) != old.get(value)]
     if None in changed:
         return Slices(column, column_type, None, new)
@@ -204,14 +211,8 @@ def publish_serving_copy(
     try:
         con.execute(f"create schema if not exists {alias}.{PUBLISHED_SCHEMA}")
         con.execute(f"create schema if not exists {alias}.{FINGERPRINT_SCHEMA}")
-        previous = {
-            row[0]
-            for row in con.execute(
-                "select table_name from duckdb_tables() where database_name = ? "
-                "and schema_name = ?",
-                [alias, PUBLISHED_SCHEMA],
-            ).fetchall()
-        }
+        previous = _tables(con, alias, PUBLISHED_SCHEMA)
+        fingerprinted = _tables(con, alias, FINGERPRINT_SCHEMA)
         for table in sorted(previous - set(tables)):
             con.execute(f"drop table {alias}.{PUBLISHED_SCHEMA}.{table}")
             con.execute(f'drop table if exists {alias}.{FINGERPRINT_SCHEMA}."{table}"')
@@ -220,7 +221,9 @@ def publish_serving_copy(
         for table in tables:
             relation = f"{PUBLISHED_SCHEMA}.{table}"
             target = f"{alias}.{relation}"
-            slices = _slices(con, alias if table in previous else None, table)
+            slices = _slices(
+                con, alias if table in previous else None, table, table in fingerprinted
+            )
             if parquet_root is not None:
                 _export_table(con, parquet_root, table, slices)
             if slices is None or slices.changed is None:
