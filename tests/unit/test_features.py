@@ -90,6 +90,21 @@ def test_features_use_only_data_up_to_the_as_of_date(marts):
     assert c["tenure_days"] == 0 and c["events_90d"] == 0 and c["last_active_date"] is None
 
 
+def test_order_gap_is_between_the_last_two_distinct_order_days(marts):
+    """A second completed order on the last order day is not a gap of 0 days; a user with one
+    order day (or none) has no gap, and purchase days count days, not orders."""
+    marts.execute(
+        "insert into marts.fct_orders values ('a', date '2024-06-20', 5.0, true, false, 5.0), "
+        "('c', date '2024-06-30', 5.0, true, false, 5.0), "
+        "('c', date '2024-06-30', 6.0, true, false, 6.0)"
+    )
+    a, b, c = compute_user_features(marts, AS_OF).to_dicts()
+    assert a["prev_order_gap_days"] == (date(2024, 6, 20) - date(2024, 4, 1)).days
+    assert a["repeat_purchases"] == 2 and a["frequency"] == 5
+    assert b["prev_order_gap_days"] is None and c["prev_order_gap_days"] is None
+    assert c["repeat_purchases"] == 0 and c["frequency"] == 2
+
+
 def test_money_features_are_null_not_zero_when_no_amount_is_known(marts):
     """An events-only source (money: none): orders without amounts, so every money feature is
     NULL, while recency, frequency and activity work as usual."""

@@ -39,7 +39,9 @@ with known_users as (
     from marts.dim_users
     where cast(first_seen_at as date) <= $as_of
 ),
-orders as (
+orders as not materialized (
+    -- read where it is used: DuckDB would otherwise copy every order of the history once for
+    -- its three readers
     -- amounts stay decimal: their sums are exact, so they do not depend on the order DuckDB
     -- happens to add rows in (a backfill or a rerun gives identical features)
     -- Money is net of returns: a return's net_amount is negative, so it takes back what its
@@ -61,7 +63,6 @@ order_aggregates as (
         {_money_sum("true")} as monetary,
         min(order_date) filter (where is_completed) as first_order_date,
         max(order_date) filter (where is_completed) as last_order_date,
-        count(distinct order_date) filter (where is_completed) as purchase_days,
         count(*) filter (where is_completed and order_date > $as_of - 30) as orders_30d,
         count(*) filter (
             where is_completed and order_date > $as_of - 60 and order_date <= $as_of - 30
@@ -75,22 +76,13 @@ order_aggregates as (
     group by user_id
 ),
 order_days as (
-    select distinct user_id, order_date
-    from orders
-    where is_completed
-),
-order_day_gaps as (
+    -- each user's days with a completed order: how many, and the gap between the last two
     select
         user_id,
-        order_date,
-        order_date - lag(order_date) over (partition by user_id order by order_date) as gap_days,
-        row_number() over (partition by user_id order by order_date desc) as recency_rank
-    from order_days
-),
-last_gaps as (
-    select user_id, gap_days as prev_order_gap_days
-    from order_day_gaps
-    where recency_rank = 1
+        count(*) as purchase_days,
+        max(order_date, 2) as last_two_days
+    from (select distinct user_id, order_date from orders where is_completed)
+    group by user_id
 ),
 activity_aggregates as (
     select
@@ -115,14 +107,15 @@ select
     u.user_id,
     u.first_seen_date,
     o.* exclude (user_id),
+    coalesce(d.purchase_days, case when o.user_id is not null then 0 end) as purchase_days,
     a.* exclude (user_id),
-    g.prev_order_gap_days,
+    d.last_two_days[1] - d.last_two_days[2] as prev_order_gap_days,
     m.money_known
 from known_users as u
 cross join money as m
 left join order_aggregates as o on u.user_id = o.user_id
 left join activity_aggregates as a on u.user_id = a.user_id
-left join last_gaps as g on u.user_id = g.user_id
+left join order_days as d on u.user_id = d.user_id
 order by u.user_id
 """
 
