@@ -31,13 +31,50 @@
 {#
     pre_hook of user_segment_history: on an incremental run, delete the spells that start on or
     after the window start; the model rebuilds them (and every later spell) from the snapshots.
-    Spells open at the snapshot before the window are rewritten through the unique key.
+    Spells open at the snapshot before the window are rewritten (replace_open_spells below).
 #}
 {% macro delete_spells_from_window_start() -%}
     {%- if is_incremental() -%}
         {%- set bounds = window_bounds() -%}
         delete from {{ this }} where valid_from >= cast('{{ bounds[0] }}' as date)
     {%- endif -%}
+{%- endmacro %}
+
+
+{#
+    The last snapshot before the window (NULL when there is none), and the spells of
+    user_segment_history (`alias`) open at it: the spells an incremental run carries into the
+    window and rewrites, each under its own key (user_id, scheme, valid_from).
+#}
+{% macro snapshot_before_window() -%}
+    {%- set bounds = window_bounds() -%}
+    select max(snapshot_date) as snapshot_date
+    from {{ source('strata', 'user_segments_daily') }}
+    where snapshot_date < cast('{{ bounds[0] }}' as date)
+{%- endmacro %}
+
+{% macro open_at(alias, snapshot_date) -%}
+    {{ alias }}.valid_from <= {{ snapshot_date }}
+    and ({{ alias }}.valid_to is null or {{ alias }}.valid_to > {{ snapshot_date }})
+{%- endmacro %}
+
+
+{#
+    user_segment_history's incremental strategy (dbt calls get_incremental_<strategy>_sql):
+    delete+insert by the unique key, with the delete by what the keys are instead of by a join
+    with the new rows. Every spell the run rewrites is open at the snapshot before the window
+    (model carried), and every such spell is rewritten, so deleting the open spells removes
+    exactly the rows whose keys the new ones carry; the spells from the window start on are
+    gone already (pre_hook). At a million users the delete by join took 0.9 s, by predicate
+    0.03 s (the delete and insert of the 5M open spells: 2.4 s -> 1.7 s).
+#}
+{% macro get_incremental_replace_open_spells_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} as spells
+    where {{ open_at('spells', '(' ~ snapshot_before_window() ~ ')') }};
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ arg_dict['temp_relation'] }}
 {%- endmacro %}
 
 

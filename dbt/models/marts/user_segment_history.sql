@@ -4,14 +4,15 @@
 -- user_custom_segments_daily. Incremental (tag snapshot): a run rebuilds every spell from the
 -- window start on, reading all later snapshots too, so a backfill of an old window leaves the
 -- later spells consistent; spells open at the snapshot before the window are continued (their
--- rows rewritten through the unique key), older spells are never read again.
+-- rows deleted and written again, strategy replace_open_spells), older spells are never read
+-- again.
 -- The daily run reads one new snapshot: then each user's open spell either continues, or is
 -- closed by a new one, a join instead of the window functions over every point (at a million
 -- users 3 s instead of 12; the same rows, tested against a rebuild).
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='replace_open_spells',
         unique_key=['user_id', 'scheme', 'valid_from'],
         on_schema_change='append_new_columns',
         tags=['snapshot'],
@@ -48,9 +49,7 @@ memberships as (
 
 {% if is_incremental() %}
     previous_snapshot as (
-        select max(snapshot_date) as snapshot_date
-        from {{ source('strata', 'user_segments_daily') }}
-        where snapshot_date < cast('{{ bounds[0] }}' as date)
+        {{ snapshot_before_window() }}
     ),
 
     carried as (
@@ -65,9 +64,7 @@ memberships as (
             spells.previous_segment as carried_previous_segment
         from {{ this }} as spells
         cross join previous_snapshot
-        where
-            spells.valid_from <= previous_snapshot.snapshot_date
-            and (spells.valid_to is null or spells.valid_to > previous_snapshot.snapshot_date)
+        where {{ open_at('spells', 'previous_snapshot.snapshot_date') }}
     ),
 {% endif %}
 
