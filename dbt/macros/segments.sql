@@ -1,19 +1,21 @@
 {#
-    The schemes of a relation as rows: one row per user, snapshot and scheme (user_id,
-    snapshot_date, scheme, segment, segment_label, then `columns` as they are). `relation` is a
-    CTE or relation with the segment and label columns of every scheme of `source` (all schemes
-    when none); segment keys are text (the cluster id too). The schemes are the var
+    The schemes of a relation as rows: one row per user, snapshot and scheme (`keys`: user_id,
+    snapshot_date; then scheme, segment, segment_label, then `columns` as they are). `relation`
+    is a CTE or relation with the segment and label columns of every scheme of `source` (all
+    schemes when none); segment keys are text (the cluster id too). The schemes are the var
     segment_schemes: one union branch each, the same shape by design (portable SQL, no arrays).
     A scheme marked nullable (the clusters: NULL below clustering.min_users) skips NULL keys.
+    A relation of counts grouped by scheme_columns() (other `keys`) expands the same way.
 #}
-{% macro segment_memberships(relation, source='segments', columns=[]) -%}
+{% macro segment_memberships(relation, source='segments', columns=[], keys=['user_id', 'snapshot_date']) -%}
     {%- for scheme in segment_schemes(source) %}
         {%- if not loop.first %}
     union all
         {%- endif %}
     select
-        user_id,
-        snapshot_date,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         '{{ scheme["scheme"] }}' as scheme,
         cast({{ scheme["segment_column"] }} as varchar) as segment,
         {{ scheme["label_column"] }} as segment_label
@@ -25,6 +27,17 @@
     where {{ scheme["segment_column"] }} is not null
         {%- endif %}
     {%- endfor %}
+{%- endmacro %}
+
+
+{# The segment and label columns of every scheme, for grouping members by their segments. #}
+{% macro scheme_columns() -%}
+    {%- set columns = [] -%}
+    {%- for scheme in segment_schemes() -%}
+        {%- do columns.append(scheme["segment_column"]) -%}
+        {%- do columns.append(scheme["label_column"]) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
 {%- endmacro %}
 
 

@@ -39,19 +39,6 @@ members as (
         on segments.user_id = user_values.user_id
 ),
 
-memberships as (
-    {{ memberships_with_custom_maps('members', 'custom_segments', columns=['cohort_month']) }}
-    union all
-    select
-        user_id,
-        snapshot_date,
-        'all' as scheme,
-        'all' as segment,
-        'All users 全部用户' as segment_label,
-        cohort_month
-    from members
-),
-
 user_months as (
     -- each user's calendar months with an order: active when one was completed
     select
@@ -63,20 +50,129 @@ user_months as (
     group by user_id, cast({{ dbt.date_trunc('month', 'order_date') }} as date)
 ),
 
+{%- set grouped = scheme_columns() %}
+
+member_combinations as (
+    -- members per cohort month and combination of segments (a few thousand at a million
+    -- users): the schemes expand these rows, not one per member
+    select
+        snapshot_date,
+        {{ grouped | join(', ') }},
+        cohort_month,
+        count(*) as users
+    from members
+    group by snapshot_date, {{ grouped | join(', ') }}, cohort_month
+),
+
+activity_combinations as (
+    -- the same per month with an order: active members and their revenue
+    select
+        members.snapshot_date,
+        {%- for column in grouped %}
+            members.{{ column }},
+        {%- endfor %}
+        members.cohort_month,
+        user_months.activity_month,
+        sum(user_months.is_active) as active_users,
+        sum(user_months.revenue) as revenue
+    from members
+    inner join user_months
+        on members.user_id = user_months.user_id
+    group by
+        members.snapshot_date,
+        {%- for column in grouped %}
+            members.{{ column }},
+        {%- endfor %}
+        members.cohort_month,
+        user_months.activity_month
+),
+
+custom_members as (
+    select
+        custom_segments.user_id,
+        custom_segments.snapshot_date,
+        custom_segments.scheme,
+        custom_segments.segment,
+        custom_segments.segment_label,
+        members.cohort_month
+    from custom_segments
+    inner join members
+        on
+            custom_segments.user_id = members.user_id
+            and custom_segments.snapshot_date = members.snapshot_date
+),
+
+memberships as (
+    -- members per scheme, segment and cohort month; scheme 'all' holds every member
+    {{ segment_memberships(
+        'member_combinations', source=none, keys=['snapshot_date'],
+        columns=['cohort_month', 'users']
+    ) }}
+    union all
+    select
+        snapshot_date,
+        scheme,
+        segment,
+        segment_label,
+        cohort_month,
+        1 as users
+    from custom_members
+    union all
+    select
+        snapshot_date,
+        'all' as scheme,
+        'all' as segment,
+        'All users 全部用户' as segment_label,
+        cohort_month,
+        users
+    from member_combinations
+),
+
+activity_memberships as (
+    {{ segment_memberships(
+        'activity_combinations', source=none, keys=['snapshot_date'],
+        columns=['cohort_month', 'activity_month', 'active_users', 'revenue']
+    ) }}
+    union all
+    select
+        custom_members.snapshot_date,
+        custom_members.scheme,
+        custom_members.segment,
+        custom_members.segment_label,
+        custom_members.cohort_month,
+        user_months.activity_month,
+        user_months.is_active as active_users,
+        user_months.revenue
+    from custom_members
+    inner join user_months
+        on custom_members.user_id = user_months.user_id
+    union all
+    select
+        snapshot_date,
+        'all' as scheme,
+        'all' as segment,
+        'All users 全部用户' as segment_label,
+        cohort_month,
+        activity_month,
+        active_users,
+        revenue
+    from activity_combinations
+),
+
 cohorts as (
     select
         scheme,
         segment,
         cohort_month,
         max(segment_label) as segment_label,
-        count(*) as cohort_users
+        sum(users) as cohort_users
     from memberships
     where segment is not null
     group by scheme, segment, cohort_month
 ),
 
 calendar_months as (
-    select distinct cohort_month as calendar_month from members
+    select distinct cohort_month as calendar_month from member_combinations
     union
     select distinct activity_month as calendar_month from user_months
 ),
@@ -97,21 +193,15 @@ grid as (
 
 activity as (
     select
-        memberships.scheme,
-        memberships.segment,
-        memberships.cohort_month,
-        user_months.activity_month,
-        sum(user_months.is_active) as active_users,
-        sum(user_months.revenue) as revenue
-    from memberships
-    inner join user_months
-        on memberships.user_id = user_months.user_id
-    where memberships.segment is not null
-    group by
-        memberships.scheme,
-        memberships.segment,
-        memberships.cohort_month,
-        user_months.activity_month
+        scheme,
+        segment,
+        cohort_month,
+        activity_month,
+        sum(active_users) as active_users,
+        sum(revenue) as revenue
+    from activity_memberships
+    where segment is not null
+    group by scheme, segment, cohort_month, activity_month
 ),
 
 monthly as (

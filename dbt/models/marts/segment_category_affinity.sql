@@ -47,11 +47,16 @@ first_category_purchases as (
     {{ first_category_purchases(count_orders=false) }}
 ),
 
+{%- set grouped = scheme_columns() %}
+
 user_categories as (
-    -- the categories each member had bought by the snapshot
+    -- the categories each member had bought by the snapshot, next to the member's segments
     select
         members.user_id,
         members.snapshot_date,
+        {%- for column in grouped %}
+            members.{{ column }},
+        {%- endfor %}
         first_category_purchases.category
     from members
     inner join first_category_purchases
@@ -61,50 +66,98 @@ user_categories as (
 ),
 
 buyers as (
-    select distinct
-        user_id,
-        snapshot_date
-    from user_categories
+    -- the members who had bought a category by the snapshot
+    select members.*
+    from members
+    where exists (
+        select 1
+        from first_category_purchases
+        where
+            first_category_purchases.user_id = members.user_id
+            and first_category_purchases.first_bought_date <= members.snapshot_date
+    )
 ),
 
-memberships as (
-    {{ memberships_with_custom_maps('members', 'custom_segments') }}
+category_combinations as (
+    -- buyers per category and combination of segments (a few thousand at a million users):
+    -- the schemes expand these rows, not one per member and category
+    select
+        snapshot_date,
+        {{ grouped | join(', ') }},
+        category,
+        count(*) as buyers
+    from user_categories
+    group by snapshot_date, {{ grouped | join(', ') }}, category
+),
+
+buyer_combinations as (
+    select
+        snapshot_date,
+        {{ grouped | join(', ') }},
+        count(*) as buyers
+    from buyers
+    group by snapshot_date, {{ grouped | join(', ') }}
+),
+
+category_memberships as (
+    {{ segment_memberships(
+        'category_combinations', source=none, keys=['snapshot_date'], columns=['category', 'buyers']
+    ) }}
+    union all
+    select
+        custom_segments.snapshot_date,
+        custom_segments.scheme,
+        custom_segments.segment,
+        custom_segments.segment_label,
+        user_categories.category,
+        1 as buyers
+    from custom_segments
+    inner join user_categories
+        on
+            custom_segments.user_id = user_categories.user_id
+            and custom_segments.snapshot_date = user_categories.snapshot_date
+),
+
+buyer_memberships as (
+    {{ segment_memberships(
+        'buyer_combinations', source=none, keys=['snapshot_date'], columns=['buyers']
+    ) }}
+    union all
+    select
+        custom_segments.snapshot_date,
+        custom_segments.scheme,
+        custom_segments.segment,
+        custom_segments.segment_label,
+        1 as buyers
+    from custom_segments
+    inner join buyers
+        on
+            custom_segments.user_id = buyers.user_id
+            and custom_segments.snapshot_date = buyers.snapshot_date
 ),
 
 segment_buyers as (
     select
-        memberships.snapshot_date,
-        memberships.scheme,
-        memberships.segment,
-        count(*) as segment_buyers
-    from memberships
-    inner join buyers
-        on
-            memberships.user_id = buyers.user_id
-            and memberships.snapshot_date = buyers.snapshot_date
-    where memberships.segment is not null
-    group by memberships.snapshot_date, memberships.scheme, memberships.segment
+        snapshot_date,
+        scheme,
+        segment,
+        sum(buyers) as segment_buyers
+    from buyer_memberships
+    where segment is not null
+    group by snapshot_date, scheme, segment
 ),
 
 segment_categories as (
     select
-        memberships.snapshot_date,
-        memberships.scheme,
-        memberships.segment,
-        user_categories.category,
-        max(memberships.segment_label) as segment_label,
-        count(*) as category_buyers
-    from memberships
-    inner join user_categories
-        on
-            memberships.user_id = user_categories.user_id
-            and memberships.snapshot_date = user_categories.snapshot_date
-    where memberships.segment is not null
-    group by
-        memberships.snapshot_date,
-        memberships.scheme,
-        memberships.segment,
-        user_categories.category
+        snapshot_date,
+        scheme,
+        segment,
+        category,
+        max(segment_label) as segment_label,
+        sum(buyers) as category_buyers
+    from category_memberships
+    where segment is not null
+    group by snapshot_date, scheme, segment, category
 ),
 
 all_buyers as (
