@@ -8,7 +8,9 @@ next-day run a schedule makes every morning). Each ``strata run`` is its own pro
 starts it; for each the script prints the wall time, the CPU time (user + system), the peak
 resident memory of the whole process tree (the CLI and any process it starts, dbt running
 inside it; sampled every 0.2 s from /proc, so Linux only, and shared pages count once per
-process), and the Dagster steps grouped by stage. The floor is one plain DuckDB scan of the
+process), and the Dagster steps grouped by stage, each stage with the CPU seconds the process
+tree used during its steps and the cores that keeps busy (CPU per wall second: a stage at 1.0
+leaves one core of two idle). The floor is one plain DuckDB scan of the
 same landing files (every table, every column read): no pipeline can ingest the data faster
 than it can read it once, so the ratio to the floor says how much of the run is work beyond
 reading. The scan runs right after each run, on the files that run read: a shared machine's
@@ -31,6 +33,7 @@ would after N days in production.
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import resource
 import shutil
@@ -46,49 +49,73 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.pipeline_run import stage_of, step_durations
+from dagster_project.pipeline_run import stage_of
 
 REPO = Path(__file__).resolve().parents[1]
 STRATA = [sys.executable, "-m", "dagster_project.cli"]
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, from /proc."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_usage(root: int) -> tuple[int, float]:
+    """Resident memory (bytes) and CPU seconds (user + system, with those of the children each
+    process has waited for) of ``root`` and all its descendants, from /proc/<pid>/stat."""
+    fields: dict[int, list[str]] = {}
     children: dict[int, list[int]] = defaultdict(list)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", encoding="ascii") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+                # after "pid (command)": state, ppid, ... (proc(5) fields 3 onwards)
+                stat = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        children[parent].append(int(entry.name))
-    total, todo = 0, [root]
+        fields[int(entry.name)] = stat
+        children[int(stat[1])].append(int(entry.name))
+    rss, ticks, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
+        stat = fields.get(pid)
+        if stat is None:
             continue
-    return total
+        ticks += sum(int(value) for value in stat[11:15])  # utime, stime, cutime, cstime
+        rss += int(stat[21]) * PAGE_BYTES
+    return rss, ticks / CLOCK_TICKS
 
 
 @dataclass(frozen=True)
 class Timed:
     """A finished process: wall seconds; CPU seconds (user + system, its own and those of the
     children it waited for), steadier than the wall time on a shared machine; the peak RSS of
-    its process tree in bytes; its exit code."""
+    its process tree in bytes; its exit code; and (epoch seconds, CPU seconds of the tree so
+    far) every 0.2 s, to tell how many cores each step kept busy."""
 
     wall: float
     cpu: float
     peak: int
     code: int
+    cpu_samples: tuple[tuple[float, float], ...] = ()
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds the process tree used between two epoch times (interpolated)."""
+        return _cpu_at(self.cpu_samples, end) - _cpu_at(self.cpu_samples, start)
+
+
+def _cpu_at(samples: tuple[tuple[float, float], ...], moment: float) -> float:
+    if not samples:
+        return 0.0
+    times = [t for t, _ in samples]
+    i = bisect.bisect_left(times, moment)
+    if i == 0:
+        return samples[0][1]
+    if i == len(samples):
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    return c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
 
 def _children_cpu_seconds() -> float:
@@ -101,7 +128,7 @@ def timed_process(args: list[str], env: dict[str, str], log: Path) -> Timed:
     # gigabytes copied or generated just before (a restored warehouse) would otherwise be
     # written back to disk during the timed run
     os.sync()
-    peak = 0
+    peak, samples = 0, []
     start, cpu_before = time.perf_counter(), _children_cpu_seconds()
     with log.open("w", encoding="utf-8") as out:
         process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -110,7 +137,9 @@ def timed_process(args: list[str], env: dict[str, str], log: Path) -> Timed:
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_rss_bytes(process.pid))
+                rss, cpu = tree_usage(process.pid)
+                peak = max(peak, rss)
+                samples.append((time.time(), cpu))
                 done.wait(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -118,11 +147,26 @@ def timed_process(args: list[str], env: dict[str, str], log: Path) -> Timed:
         code = process.wait()
         done.set()
         sampler.join()
-    return Timed(time.perf_counter() - start, _children_cpu_seconds() - cpu_before, peak, code)
+    cpu = _children_cpu_seconds() - cpu_before
+    return Timed(time.perf_counter() - start, cpu, peak, code, tuple(samples))
 
 
-def step_seconds(dagster_home: Path, since: float) -> list[tuple[str, str, float]]:
-    """(run job, step key, seconds) of every Dagster step of the runs started after ``since``."""
+@dataclass(frozen=True)
+class Step:
+    """One finished Dagster step: its run's job, its key, its start and end (epoch seconds)."""
+
+    job: str
+    key: str
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def finished_steps(dagster_home: Path, since: float) -> list[Step]:
+    """Every finished Dagster step of the runs started after ``since``."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
@@ -133,7 +177,11 @@ def step_seconds(dagster_home: Path, since: float) -> list[tuple[str, str, float
         stats = instance.get_run_stats(run.run_id)
         if (stats.start_time or 0) < since:
             continue
-        out += [(run.job_name, key, sec) for key, sec in step_durations(instance, run.run_id)]
+        out += [
+            Step(run.job_name, step.step_key, step.start_time, step.end_time)
+            for step in instance.get_run_step_stats(run.run_id)
+            if step.start_time and step.end_time
+        ]
     return out
 
 
@@ -156,26 +204,36 @@ def floor_seconds(landing: Path) -> float:
     return seconds
 
 
-def print_run(name: str, run: Timed, steps: list[tuple[str, str, float]]) -> None:
+def print_run(name: str, run: Timed, steps: list[Step]) -> None:
     wall = run.wall
     print(
         f"\n{name}: {wall:,.1f} s wall, {run.cpu:,.1f} s CPU (user + system), "
         f"peak RSS {run.peak / 2**30:,.2f} GiB (process tree)"
     )
-    by_stage: dict[str, float] = defaultdict(float)
-    for _, key, seconds in steps:
-        by_stage[stage_of(key)] += seconds
-    inside = sum(by_stage.values())
-    print(f"  {'stage':<28}{'seconds':>10}{'share':>8}")
-    for stage, seconds in sorted(by_stage.items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<28}{seconds:>10,.1f}{seconds / wall:>8.0%}")
-    outside = wall - inside
-    print(f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}")
+    # cores: CPU seconds per wall second of the stage; below 2 on this machine, a core sat idle
+    seconds: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
+    for step in steps:
+        seconds[stage_of(step.key)] += step.seconds
+        cpu[stage_of(step.key)] += run.cpu_between(step.start, step.end)
+    print(f"  {'stage':<28}{'seconds':>10}{'share':>8}{'CPU s':>9}{'cores':>7}")
+    for stage, stage_seconds in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        cores = cpu[stage] / stage_seconds if stage_seconds else 0.0
+        print(
+            f"  {stage:<28}{stage_seconds:>10,.1f}{stage_seconds / wall:>8.0%}"
+            f"{cpu[stage]:>9,.1f}{cores:>7.2f}"
+        )
+    outside = wall - sum(seconds.values())
+    outside_cpu = run.cpu - sum(cpu.values())
+    print(
+        f"  {'outside steps (CLI, runs)':<28}{outside:>10,.1f}{outside / wall:>8.0%}"
+        f"{outside_cpu:>9,.1f}"
+    )
 
 
-# a timed `strata run`: its name, process figures, Dagster steps (job, step key, seconds) and
-# the floor scan's seconds right after it
-Measured = tuple[str, Timed, list[tuple[str, str, float]], float]
+# a timed `strata run`: its name, process figures, Dagster steps and the floor scan's seconds
+# right after it
+Measured = tuple[str, Timed, list[Step], float]
 
 
 def report(runs: list[Measured], logs: Path) -> None:
@@ -185,9 +243,10 @@ def report(runs: list[Measured], logs: Path) -> None:
     for name, run, _, floor in runs:
         print(f"  {name}: floor {floor:,.1f} s, the run {run.wall / floor:,.1f} x the floor")
     print(f"\nslowest steps of the next-day run ({logs}):")
-    _, _, last_steps, _ = runs[-1]
-    for job, key, seconds in sorted(last_steps, key=lambda r: -r[2])[:10]:
-        print(f"  {seconds:>8,.1f} s  {job:<14} {key}")
+    _, run, last_steps, _ = runs[-1]
+    for step in sorted(last_steps, key=lambda s: -s.seconds)[:10]:
+        cores = run.cpu_between(step.start, step.end) / step.seconds if step.seconds else 0.0
+        print(f"  {step.seconds:>8,.1f} s  {cores:>5.2f} cores  {step.job:<14} {step.key}")
 
 
 # what the benchmark keeps under --home across calls; everything else there is a run's output
@@ -241,7 +300,7 @@ def measured_run(
         print(log.read_text()[-5000:])
         print(f"{name} failed with exit code {run.code}; log: {log}")
         return run.code
-    steps = step_seconds(home / "dagster", since)
+    steps = finished_steps(home / "dagster", since)
     return (name, run, steps, floor_seconds(home / "landing"))
 
 
