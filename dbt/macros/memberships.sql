@@ -82,3 +82,76 @@ custom_segments as (
         on custom.snapshot_date = latest.latest_snapshot_date
 ),
 {%- endmacro %}
+
+
+{#
+    CTE `name`: per-user rows summed per segment of every scheme. `relation` holds one row per
+    user (user_id, snapshot_date, the segment and label columns of every scheme, the `by`
+    columns and the `measures` columns, e.g. 1 to count). Its rows are summed per combination
+    of segments first, in CTE `name`_combinations (a few thousand rows at a million users), and
+    those sums are expanded per scheme, instead of every user into a row per scheme. Rows of
+    user-added maps (`custom`: user_custom_segments_daily rows) join `relation` per user.
+    `everyone` (scheme, label): one more scheme whose one segment (named like the scheme) holds
+    every row. One row per snapshot_date, scheme, segment and `by`, segment_label the max,
+    without the users a scheme leaves out. Emitted with a trailing comma, like
+    latest_snapshot_imports.
+#}
+{% macro segment_sums(name, relation, custom, measures, by=[], everyone=none) -%}
+    {%- set grouped = ['snapshot_date'] + scheme_columns() + by -%}
+{{ name }}_combinations as (
+    select
+        {{ grouped | join(', ') }},
+        {%- for measure in measures %}
+        sum({{ measure }}) as {{ measure }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }}
+    group by {{ grouped | join(', ') }}
+),
+
+{{ name }} as (
+    select
+        snapshot_date,
+        scheme,
+        segment,
+        max(segment_label) as segment_label,
+        {%- for column in by %}
+        {{ column }},
+        {%- endfor %}
+        {%- for measure in measures %}
+        sum({{ measure }}) as {{ measure }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from (
+        {{ segment_memberships(
+            name ~ '_combinations', source=none, keys=['snapshot_date'], columns=by + measures
+        ) }}
+        union all
+        select
+            {{ custom }}.snapshot_date,
+            {{ custom }}.scheme,
+            {{ custom }}.segment,
+            {{ custom }}.segment_label
+            {%- for column in by + measures %},
+            per_user.{{ column }}
+            {%- endfor %}
+        from {{ custom }}
+        inner join {{ relation }} as per_user
+            on
+                {{ custom }}.user_id = per_user.user_id
+                and {{ custom }}.snapshot_date = per_user.snapshot_date
+        {%- if everyone is not none %}
+        union all
+        select
+            snapshot_date,
+            '{{ everyone[0] }}' as scheme,
+            '{{ everyone[0] }}' as segment,
+            '{{ everyone[1] }}' as segment_label
+            {%- for column in by + measures %},
+            {{ column }}
+            {%- endfor %}
+        from {{ name }}_combinations
+        {%- endif %}
+    ) as memberships
+    where segment is not null
+    group by snapshot_date, scheme, segment{% for column in by %}, {{ column }}{% endfor %}
+),
+{%- endmacro %}

@@ -31,7 +31,8 @@ members as (
         segments.*,
         user_values.churn_risk_band,
         user_values.churn_risk_band_label,
-        cast({{ dbt.date_trunc('month', 'users.first_seen_at') }} as date) as cohort_month
+        cast({{ dbt.date_trunc('month', 'users.first_seen_at') }} as date) as cohort_month,
+        1 as users
     from segments
     inner join users
         on segments.user_id = users.user_id
@@ -50,129 +51,31 @@ user_months as (
     group by user_id, cast({{ dbt.date_trunc('month', 'order_date') }} as date)
 ),
 
-{%- set grouped = scheme_columns() %}
-
-member_combinations as (
-    -- members per cohort month and combination of segments (a few thousand at a million
-    -- users): the schemes expand these rows, not one per member
+member_months as (
+    -- each member's months with an order, next to the member's segments and cohort
     select
-        snapshot_date,
-        {{ grouped | join(', ') }},
-        cohort_month,
-        count(*) as users
-    from members
-    group by snapshot_date, {{ grouped | join(', ') }}, cohort_month
-),
-
-activity_combinations as (
-    -- the same per month with an order: active members and their revenue
-    select
-        members.snapshot_date,
-        {%- for column in grouped %}
-            members.{{ column }},
-        {%- endfor %}
-        members.cohort_month,
-        user_months.activity_month,
-        sum(user_months.is_active) as active_users,
-        sum(user_months.revenue) as revenue
-    from members
-    inner join user_months
-        on members.user_id = user_months.user_id
-    group by
-        members.snapshot_date,
-        {%- for column in grouped %}
-            members.{{ column }},
-        {%- endfor %}
-        members.cohort_month,
-        user_months.activity_month
-),
-
-custom_members as (
-    select
-        custom_segments.user_id,
-        custom_segments.snapshot_date,
-        custom_segments.scheme,
-        custom_segments.segment,
-        custom_segments.segment_label,
-        members.cohort_month
-    from custom_segments
-    inner join members
-        on
-            custom_segments.user_id = members.user_id
-            and custom_segments.snapshot_date = members.snapshot_date
-),
-
-memberships as (
-    -- members per scheme, segment and cohort month; scheme 'all' holds every member
-    {{ segment_memberships(
-        'member_combinations', source=none, keys=['snapshot_date'],
-        columns=['cohort_month', 'users']
-    ) }}
-    union all
-    select
-        snapshot_date,
-        scheme,
-        segment,
-        segment_label,
-        cohort_month,
-        1 as users
-    from custom_members
-    union all
-    select
-        snapshot_date,
-        'all' as scheme,
-        'all' as segment,
-        'All users 全部用户' as segment_label,
-        cohort_month,
-        users
-    from member_combinations
-),
-
-activity_memberships as (
-    {{ segment_memberships(
-        'activity_combinations', source=none, keys=['snapshot_date'],
-        columns=['cohort_month', 'activity_month', 'active_users', 'revenue']
-    ) }}
-    union all
-    select
-        custom_members.snapshot_date,
-        custom_members.scheme,
-        custom_members.segment,
-        custom_members.segment_label,
-        custom_members.cohort_month,
+        members.*,
         user_months.activity_month,
         user_months.is_active as active_users,
         user_months.revenue
-    from custom_members
+    from members
     inner join user_months
-        on custom_members.user_id = user_months.user_id
-    union all
-    select
-        snapshot_date,
-        'all' as scheme,
-        'all' as segment,
-        'All users 全部用户' as segment_label,
-        cohort_month,
-        activity_month,
-        active_users,
-        revenue
-    from activity_combinations
+        on members.user_id = user_months.user_id
 ),
 
-cohorts as (
-    select
-        scheme,
-        segment,
-        cohort_month,
-        max(segment_label) as segment_label,
-        sum(users) as cohort_users
-    from memberships
-    where segment is not null
-    group by scheme, segment, cohort_month
-),
+{%- set everyone = ('all', 'All users 全部用户') %}
+
+{{ segment_sums(
+    'cohorts', 'members', 'custom_segments', ['users'], by=['cohort_month'], everyone=everyone
+) }}
+
+{{ segment_sums(
+    'activity', 'member_months', 'custom_segments', ['active_users', 'revenue'],
+    by=['cohort_month', 'activity_month'], everyone=everyone
+) }}
 
 calendar_months as (
-    select distinct cohort_month as calendar_month from member_combinations
+    select distinct cohort_month as calendar_month from cohorts_combinations
     union
     select distinct activity_month as calendar_month from user_months
 ),
@@ -184,24 +87,11 @@ grid as (
         cohorts.segment,
         cohorts.segment_label,
         cohorts.cohort_month,
-        cohorts.cohort_users,
+        cohorts.users as cohort_users,
         calendar_months.calendar_month as activity_month
     from cohorts
     inner join calendar_months
         on cohorts.cohort_month <= calendar_months.calendar_month
-),
-
-activity as (
-    select
-        scheme,
-        segment,
-        cohort_month,
-        activity_month,
-        sum(active_users) as active_users,
-        sum(revenue) as revenue
-    from activity_memberships
-    where segment is not null
-    group by scheme, segment, cohort_month, activity_month
 ),
 
 monthly as (

@@ -57,7 +57,8 @@ user_categories as (
         {%- for column in grouped %}
             members.{{ column }},
         {%- endfor %}
-        first_category_purchases.category
+        first_category_purchases.category,
+        1 as buyers
     from members
     inner join first_category_purchases
         on
@@ -67,7 +68,9 @@ user_categories as (
 
 buyers as (
     -- the members who had bought a category by the snapshot
-    select members.*
+    select
+        members.*,
+        1 as buyers
     from members
     where exists (
         select 1
@@ -78,87 +81,11 @@ buyers as (
     )
 ),
 
-category_combinations as (
-    -- buyers per category and combination of segments (a few thousand at a million users):
-    -- the schemes expand these rows, not one per member and category
-    select
-        snapshot_date,
-        {{ grouped | join(', ') }},
-        category,
-        count(*) as buyers
-    from user_categories
-    group by snapshot_date, {{ grouped | join(', ') }}, category
-),
+{{ segment_sums(
+    'segment_categories', 'user_categories', 'custom_segments', ['buyers'], by=['category']
+) }}
 
-buyer_combinations as (
-    select
-        snapshot_date,
-        {{ grouped | join(', ') }},
-        count(*) as buyers
-    from buyers
-    group by snapshot_date, {{ grouped | join(', ') }}
-),
-
-category_memberships as (
-    {{ segment_memberships(
-        'category_combinations', source=none, keys=['snapshot_date'], columns=['category', 'buyers']
-    ) }}
-    union all
-    select
-        custom_segments.snapshot_date,
-        custom_segments.scheme,
-        custom_segments.segment,
-        custom_segments.segment_label,
-        user_categories.category,
-        1 as buyers
-    from custom_segments
-    inner join user_categories
-        on
-            custom_segments.user_id = user_categories.user_id
-            and custom_segments.snapshot_date = user_categories.snapshot_date
-),
-
-buyer_memberships as (
-    {{ segment_memberships(
-        'buyer_combinations', source=none, keys=['snapshot_date'], columns=['buyers']
-    ) }}
-    union all
-    select
-        custom_segments.snapshot_date,
-        custom_segments.scheme,
-        custom_segments.segment,
-        custom_segments.segment_label,
-        1 as buyers
-    from custom_segments
-    inner join buyers
-        on
-            custom_segments.user_id = buyers.user_id
-            and custom_segments.snapshot_date = buyers.snapshot_date
-),
-
-segment_buyers as (
-    select
-        snapshot_date,
-        scheme,
-        segment,
-        sum(buyers) as segment_buyers
-    from buyer_memberships
-    where segment is not null
-    group by snapshot_date, scheme, segment
-),
-
-segment_categories as (
-    select
-        snapshot_date,
-        scheme,
-        segment,
-        category,
-        max(segment_label) as segment_label,
-        sum(buyers) as category_buyers
-    from category_memberships
-    where segment is not null
-    group by snapshot_date, scheme, segment, category
-),
+{{ segment_sums('segment_buyers', 'buyers', 'custom_segments', ['buyers']) }}
 
 all_buyers as (
     select
@@ -184,20 +111,20 @@ final as (
         cast(segment_categories.segment as varchar) as segment,
         cast(segment_categories.segment_label as varchar) as segment_label,
         cast(segment_categories.category as varchar) as category,
-        cast(segment_buyers.segment_buyers as integer) as segment_buyers,
-        cast(segment_categories.category_buyers as integer) as category_buyers,
-        cast(segment_categories.category_buyers as double precision)
-        / segment_buyers.segment_buyers as share,
+        cast(segment_buyers.buyers as integer) as segment_buyers,
+        cast(segment_categories.buyers as integer) as category_buyers,
+        cast(segment_categories.buyers as double precision)
+        / segment_buyers.buyers as share,
         cast(all_categories.all_category_buyers as double precision)
         / all_buyers.total_buyers as overall_share,
         (
-            cast(segment_categories.category_buyers as double precision)
-            / segment_buyers.segment_buyers
+            cast(segment_categories.buyers as double precision)
+            / segment_buyers.buyers
         ) / (
             cast(all_categories.all_category_buyers as double precision)
             / all_buyers.total_buyers
         ) as lift,
-        cast(segment_categories.category_buyers as double precision)
+        cast(segment_categories.buyers as double precision)
         / all_buyers.total_buyers as support
     from segment_categories
     inner join segment_buyers
