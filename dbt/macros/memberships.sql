@@ -155,3 +155,18 @@ custom_segments as (
     group by snapshot_date, scheme, segment{% for column in by %}, {{ column }}{% endfor %}
 ),
 {%- endmacro %}
+
+
+{#
+    A double as an exact decimal (`precision` digits, `scale` of them after the point), for
+    sums that must not depend on the order rows are added in (DuckDB's threads change it from
+    run to run); NULL for a value that does not fit, or is not a finite number (NaN and the
+    infinities compare above any bound). Up to 18 digits DuckDB adds them as 64-bit integers.
+#}
+{% macro exact(column, scale, precision=38) -%}
+    {%- set bound = '1e' ~ (precision - scale - 1) -%}
+    case
+        when {{ column }} between -{{ bound }} and {{ bound }}
+            then cast({{ column }} as decimal({{ precision }}, {{ scale }}))
+    end
+{%- endmacro %}

@@ -13,8 +13,6 @@
     )
 }}
 
-{%- set member_columns = ['is_customer', 'clv_12m', 'p_alive'] %}
-
 with
 
 segments as (
@@ -66,36 +64,33 @@ members as (
         on segments.user_id = first_purchases.user_id
 ),
 
+summed as (
+    -- what the segments add up, with the values as exact decimals: a sum of doubles depends on
+    -- the order it is added in, which DuckDB's threads change from run to run, and a rerun
+    -- must give the same bytes. A score that is not a finite number counts as not scored.
+    select
+        *,
+        1 as users,
+        {{ exact('clv_12m', 10) }} as clv_12m_sum,
+        case when {{ exact('clv_12m', 10) }} is not null then 1 else 0 end as clv_12m_users,
+        {{ exact('p_alive', 18) }} as p_alive_sum,
+        case when {{ exact('p_alive', 18) }} is not null then 1 else 0 end as p_alive_users
+    from members
+),
+
 day_totals as (
     select
         snapshot_date,
         count(*) as day_users,
-        sum(clv_12m) as day_clv_12m
-    from members
+        sum(clv_12m_sum) as day_clv_12m
+    from summed
     group by snapshot_date
 ),
 
-memberships as (
-    -- unpivot: one row per user and scheme, every built-in scheme and every user-added map
-    {{ memberships_with_custom_maps('members', 'custom_segments', columns=member_columns) }}
-),
-
-aggregated as (
-    select
-        snapshot_date,
-        scheme,
-        segment,
-        max(segment_label) as segment_label,
-        count(*) as users,
-        sum(is_customer) as customers,
-        sum(clv_12m) as total_clv_12m,
-        avg(clv_12m) as mean_clv_12m,
-        avg(p_alive) as mean_p_alive
-    from memberships
-    -- users a scheme does not cover (no cluster, not scored) are left out of that scheme
-    where segment is not null
-    group by snapshot_date, scheme, segment
-),
+{{ segment_sums(
+    'aggregated', 'summed', 'custom_segments',
+    ['users', 'is_customer', 'clv_12m_sum', 'clv_12m_users', 'p_alive_sum', 'p_alive_users']
+) }}
 
 final as (
     select
@@ -105,13 +100,15 @@ final as (
         cast(aggregated.segment_label as varchar) as segment_label,
         cast(aggregated.users as integer) as users,
         cast(aggregated.users as double precision) / day_totals.day_users as share,
-        cast(aggregated.customers as integer) as customers,
-        cast(aggregated.total_clv_12m as double precision) as total_clv_12m,
-        cast(aggregated.mean_clv_12m as double precision) as mean_clv_12m,
-        cast(aggregated.mean_p_alive as double precision) as mean_p_alive,
+        cast(aggregated.is_customer as integer) as customers,
+        cast(aggregated.clv_12m_sum as double precision) as total_clv_12m,
+        cast(aggregated.clv_12m_sum as double precision)
+        / nullif(aggregated.clv_12m_users, 0) as mean_clv_12m,
+        cast(aggregated.p_alive_sum as double precision)
+        / nullif(aggregated.p_alive_users, 0) as mean_p_alive,
         -- the segment's share of the day's total 12-month CLV (null when that total is 0)
-        cast(aggregated.total_clv_12m as double precision)
-        / nullif(day_totals.day_clv_12m, 0) as clv_12m_share
+        cast(aggregated.clv_12m_sum as double precision)
+        / nullif(cast(day_totals.day_clv_12m as double precision), 0) as clv_12m_share
     from aggregated
     inner join day_totals
         on aggregated.snapshot_date = day_totals.snapshot_date

@@ -66,9 +66,11 @@ user_categories as (
 ),
 
 user_weights as (
+    -- sums here and in history_scores are exact (decimals): in doubles they would depend on
+    -- the order DuckDB's threads add the terms in, and a rerun must give the same bytes
     select
         user_id,
-        sum(weight) as total_weight
+        sum({{ exact('weight', 12, 18) }}) as total_weight
     from user_categories
     group by user_id
 ),
@@ -121,7 +123,8 @@ history_scores as (
     select
         user_categories.user_id,
         conditional.candidate_category as category,
-        sum(user_categories.weight * conditional.probability) as weighted_probability
+        sum({{ exact('user_categories.weight * conditional.probability', 12, 18) }})
+            as weighted_probability
     from user_categories
     inner join conditional
         on user_categories.category = conditional.category
@@ -166,7 +169,9 @@ scored as (
         ) as segment_score,
         case
             when user_weights.user_id is not null
-                then coalesce(history_scores.weighted_probability, 0) / user_weights.total_weight
+                then
+                    cast(coalesce(history_scores.weighted_probability, 0) as double precision)
+                    / cast(user_weights.total_weight as double precision)
         end as history_score
     from candidates
     left join affinity
