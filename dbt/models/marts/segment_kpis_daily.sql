@@ -126,7 +126,8 @@ user_kpis as (
         coalesce(recent_orders.revenue_30d, 0) as revenue_30d,
         case
             when recent_orders.orders_30d > 0 then recent_orders.revenue_30d else 0
-        end as active_revenue_30d
+        end as active_revenue_30d,
+        1 as users
     from members
     left join purchase_dates
         on members.user_id = purchase_dates.user_id
@@ -136,28 +137,23 @@ user_kpis as (
             and members.snapshot_date = recent_orders.snapshot_date
 ),
 
-memberships as (
-    {{ memberships_with_custom_maps('user_kpis', 'custom_segments', columns=kpi_columns) }}
-),
+{{ segment_sums('summed', 'user_kpis', 'custom_segments', ['users'] + kpi_columns) }}
 
 aggregated as (
     select
         snapshot_date,
         scheme,
         segment,
-        max(segment_label) as segment_label,
-        count(*) as users,
-        sum(is_customer) as customers,
-        sum(is_repeat_customer) as repeat_customers,
-        sum(is_active_30d) as active_customers_30d,
-        sum(is_churn_base) as churn_base_customers,
-        sum(is_churned) as churned_customers,
-        sum(revenue_30d) as revenue_30d,
-        sum(active_revenue_30d) as active_revenue_30d
-    from memberships
-    -- as in segment_summary_daily: a user a scheme does not cover is left out of it
-    where segment is not null
-    group by snapshot_date, scheme, segment
+        segment_label,
+        users,
+        is_customer as customers,
+        is_repeat_customer as repeat_customers,
+        is_active_30d as active_customers_30d,
+        is_churn_base as churn_base_customers,
+        is_churned as churned_customers,
+        revenue_30d,
+        active_revenue_30d
+    from summed
 ),
 
 rates as (

@@ -70,12 +70,16 @@ summed as (
     -- must give the same bytes. A score that is not a finite number counts as not scored.
     select
         *,
-        1 as users,
-        {{ exact('clv_12m', 10) }} as clv_12m_sum,
-        case when {{ exact('clv_12m', 10) }} is not null then 1 else 0 end as clv_12m_users,
-        {{ exact('p_alive', 18) }} as p_alive_sum,
-        case when {{ exact('p_alive', 18) }} is not null then 1 else 0 end as p_alive_users
-    from members
+        case when clv_12m_sum is not null then 1 else 0 end as clv_12m_users,
+        case when p_alive_sum is not null then 1 else 0 end as p_alive_users
+    from (
+        select
+            *,
+            1 as users,
+            {{ exact('clv_12m', 10) }} as clv_12m_sum,
+            {{ exact('p_alive', 18) }} as p_alive_sum
+        from members
+    ) as exact_values
 ),
 
 day_totals as (
