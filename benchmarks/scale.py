@@ -49,7 +49,7 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.pipeline_run import stage_of
+from dagster_project.pipeline_run import stage_of, step_times
 
 REPO = Path(__file__).resolve().parents[1]
 STRATA = [sys.executable, "-m", "dagster_project.cli"]
@@ -177,11 +177,7 @@ def finished_steps(dagster_home: Path, since: float) -> list[Step]:
         stats = instance.get_run_stats(run.run_id)
         if (stats.start_time or 0) < since:
             continue
-        out += [
-            Step(run.job_name, step.step_key, step.start_time, step.end_time)
-            for step in instance.get_run_step_stats(run.run_id)
-            if step.start_time and step.end_time
-        ]
+        out += [Step(run.job_name, *times) for times in step_times(instance, run.run_id)]
     return out
 
 

@@ -63,13 +63,18 @@ def stage_tags(stage_seconds: dict[str, float]) -> dict[str, str]:
     }
 
 
-def step_durations(instance, run_id: str) -> list[tuple[str, float]]:
-    """(step key, seconds) of every finished step of one Dagster run."""
+def step_times(instance, run_id: str) -> list[tuple[str, float, float]]:
+    """(step key, start, end) of every finished step of one Dagster run (epoch seconds)."""
     return [
-        (step.step_key, step.end_time - step.start_time)
+        (step.step_key, step.start_time, step.end_time)
         for step in instance.get_run_step_stats(run_id)
         if step.start_time and step.end_time
     ]
+
+
+def step_durations(instance, run_id: str) -> list[tuple[str, float]]:
+    """(step key, seconds) of every finished step of one Dagster run."""
+    return [(key, end - start) for key, start, end in step_times(instance, run_id)]
 
 
 class RunRefused(Exception):
