@@ -329,6 +329,7 @@ def test_every_model_gives_the_same_bytes_however_duckdb_splits_the_work(pipelin
     with duckdb.connect(str(warehouse)) as con:
         keyed = con.execute(
             "select schema_name, table_name, list(column_name) from duckdb_columns() "
+            "inner join duckdb_tables() using (database_name, schema_name, table_name) "
             "where column_name in ('user_id', 'order_id', 'event_id') group by all"
         ).fetchall()
         for schema, table, keys in keyed:
