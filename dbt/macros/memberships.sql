@@ -8,20 +8,31 @@
 {% macro memberships_with_custom_maps(members, custom, columns=[]) -%}
     {{ segment_memberships(members, source=none, columns=columns) }}
     union all
+    {{ custom_map_memberships(custom, members, columns=columns) }}
+{%- endmacro %}
+
+
+{#
+    The memberships of user-added maps: the rows of `custom` (user_custom_segments_daily's),
+    each joined to its user's row of `members` (same user_id and snapshot_date): `keys` of
+    `custom`, then scheme, segment, segment_label, then `columns` of `members`.
+#}
+{% macro custom_map_memberships(custom, members, columns=[], keys=['user_id', 'snapshot_date']) -%}
     select
-        {{ custom }}.user_id,
-        {{ custom }}.snapshot_date,
+        {%- for key in keys %}
+        {{ custom }}.{{ key }},
+        {%- endfor %}
         {{ custom }}.scheme,
         {{ custom }}.segment,
         {{ custom }}.segment_label
         {%- for column in columns %},
-        {{ members }}.{{ column }}
+        per_user.{{ column }}
         {%- endfor %}
     from {{ custom }}
-    inner join {{ members }}
+    inner join {{ members }} as per_user
         on
-            {{ custom }}.user_id = {{ members }}.user_id
-            and {{ custom }}.snapshot_date = {{ members }}.snapshot_date
+            {{ custom }}.user_id = per_user.user_id
+            and {{ custom }}.snapshot_date = per_user.snapshot_date
 {%- endmacro %}
 
 
@@ -125,19 +136,7 @@ custom_segments as (
             name ~ '_combinations', source=none, keys=['snapshot_date'], columns=by + measures
         ) }}
         union all
-        select
-            {{ custom }}.snapshot_date,
-            {{ custom }}.scheme,
-            {{ custom }}.segment,
-            {{ custom }}.segment_label
-            {%- for column in by + measures %},
-            per_user.{{ column }}
-            {%- endfor %}
-        from {{ custom }}
-        inner join {{ relation }} as per_user
-            on
-                {{ custom }}.user_id = per_user.user_id
-                and {{ custom }}.snapshot_date = per_user.snapshot_date
+        {{ custom_map_memberships(custom, relation, columns=by + measures, keys=['snapshot_date']) }}
         {%- if everyone is not none %}
         union all
         select
