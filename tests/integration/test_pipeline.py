@@ -5,7 +5,6 @@ import re
 import shutil
 import sys
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -315,12 +314,11 @@ def test_every_model_gives_the_same_bytes_however_duckdb_splits_the_work(pipelin
     on four threads with verify_parallelism (every scan split into small morsels run in
     parallel), and every run must give the same rows."""
     models = {path.stem for path in (settings.DBT_PROJECT_DIR / "models").rglob("*.sql")}
-    compiled: dict[str, Path] = {}
-    for path in pipeline_home.dbt_target.glob("*/compiled/strata/models/*/*.sql"):
-        if path.stem in models and (
-            path.stem not in compiled or path.stat().st_mtime > compiled[path.stem].stat().st_mtime
-        ):
-            compiled[path.stem] = path
+    oldest_first = sorted(
+        pipeline_home.dbt_target.glob("*/compiled/strata/models/*/*.sql"),
+        key=lambda path: path.stat().st_mtime,
+    )
+    compiled = {path.stem: path for path in oldest_first if path.stem in models}
     # the ones that sum doubles over users, as the two marts in question did
     assert {"user_next_best_categories", "segment_summary_daily", "user_360"} <= set(compiled)
 
